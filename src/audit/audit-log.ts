@@ -1,0 +1,202 @@
+/**
+ * The hash-chained audit log. Each event stores the previous event's hash and its own,
+ * SHA-256 over every stored field, so an edited, deleted or reordered event breaks the chain.
+ * Appends run inside the caller's transaction; the single `audit_head` row is bumped with an
+ * UPDATE … RETURNING first, which serialises concurrent appenders on PostgreSQL (row lock) as
+ * SQLite's single writer already does.
+ */
+import { createHash } from 'node:crypto';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Database, AuditEventsTable } from '../store/index.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** Who did it, from where: carried from the HTTP request into every event. */
+export interface ActorContext {
+  readonly actor: string;
+  readonly requestId?: string | undefined;
+  readonly sourceIp?: string | undefined;
+}
+
+export interface AuditEventInput {
+  readonly action: string;
+  readonly target?: string | null;
+  /** Plain facts about the change. Never a key, a hash or a secret value. */
+  readonly data?: Record<string, unknown>;
+}
+
+export interface AuditEvent {
+  readonly seq: number;
+  readonly time: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string | null;
+  readonly requestId: string | null;
+  readonly sourceIp: string | null;
+  readonly data: Record<string, unknown>;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+type Executor = Kysely<Database> | Transaction<Database>;
+
+export function hashEvent(row: Omit<AuditEventsTable, 'hash'>): string {
+  const canonical = JSON.stringify([
+    row.seq,
+    row.time,
+    row.actor,
+    row.action,
+    row.target,
+    row.request_id,
+    row.source_ip,
+    row.data,
+    row.prev_hash,
+  ]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+/** Appends one event inside the given transaction and returns it. */
+export async function appendAudit(
+  trx: Transaction<Database>,
+  context: ActorContext,
+  event: AuditEventInput,
+  time: string,
+): Promise<AuditEvent> {
+  const head = await sql<{ seq: number | string; hash: string }>`
+    update audit_head set seq = seq + 1 where id = 1 returning seq, hash`.execute(trx);
+  const current = head.rows[0];
+  if (!current) throw new Error('audit_head row is missing; run migrations');
+  const row: Omit<AuditEventsTable, 'hash'> = {
+    seq: Number(current.seq),
+    time,
+    actor: context.actor,
+    action: event.action,
+    target: event.target ?? null,
+    request_id: context.requestId ?? null,
+    source_ip: context.sourceIp ?? null,
+    data: JSON.stringify(event.data ?? {}),
+    prev_hash: current.hash,
+  };
+  const hash = hashEvent(row);
+  await trx.insertInto('audit_events').values({ ...row, hash }).execute();
+  await trx.updateTable('audit_head').set({ hash }).where('id', '=', 1).execute();
+  return toEvent({ ...row, hash });
+}
+
+export interface ListAuditOptions {
+  /** Return events with seq greater than this. */
+  readonly after?: number;
+  readonly limit: number;
+  readonly target?: string;
+  readonly action?: string;
+  readonly actor?: string;
+}
+
+export async function listAudit(db: Executor, options: ListAuditOptions): Promise<AuditEvent[]> {
+  let query = db.selectFrom('audit_events').selectAll().orderBy('seq', 'asc').limit(options.limit);
+  if (options.after !== undefined) query = query.where('seq', '>', options.after);
+  if (options.target !== undefined) query = query.where('target', '=', options.target);
+  if (options.action !== undefined) query = query.where('action', '=', options.action);
+  if (options.actor !== undefined) query = query.where('actor', '=', options.actor);
+  const rows = await query.execute();
+  return rows.map(toEvent);
+}
+
+export interface ChainProblem {
+  /** The first event found wrong (or the first missing sequence number). */
+  readonly seq: number;
+  readonly kind: 'edited' | 'deleted' | 'reordered' | 'truncated';
+  readonly message: string;
+}
+
+export interface ChainVerification {
+  readonly ok: boolean;
+  readonly events: number;
+  readonly headSeq: number;
+  readonly problem?: ChainProblem;
+}
+
+export interface VerifyChainOptions {
+  readonly batchSize?: number;
+  readonly onProgress?: (checked: number, total: number) => void;
+}
+
+/** Walks the whole chain in sequence order and names the first broken event. */
+export async function verifyChain(db: Executor, options: VerifyChainOptions = {}): Promise<ChainVerification> {
+  const batchSize = options.batchSize ?? 5_000;
+  const headRow = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
+  const headSeq = Number(headRow?.seq ?? 0);
+  const countRow = await db
+    .selectFrom('audit_events')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .executeTakeFirst();
+  const total = Number(countRow?.n ?? 0);
+  let expectedSeq = 1;
+  let prevHash = GENESIS_HASH;
+  let checked = 0;
+  let after = 0;
+  const fail = (problem: ChainProblem): ChainVerification => ({ ok: false, events: total, headSeq, problem });
+  for (;;) {
+    const rows = await db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('seq', '>', after)
+      .orderBy('seq', 'asc')
+      .limit(batchSize)
+      .execute();
+    if (rows.length === 0) break;
+    for (const raw of rows) {
+      const row = { ...raw, seq: Number(raw.seq) };
+      if (row.seq !== expectedSeq) {
+        return fail({
+          seq: expectedSeq,
+          kind: 'deleted',
+          message: `event #${expectedSeq}${row.seq - 1 > expectedSeq ? `…#${row.seq - 1}` : ''} is missing (deleted) before event #${row.seq}`,
+        });
+      }
+      const { hash, ...rest } = row;
+      if (hashEvent(rest) !== hash) {
+        return fail({ seq: row.seq, kind: 'edited', message: `event #${row.seq} does not match its own hash: it was edited` });
+      }
+      if (row.prev_hash !== prevHash) {
+        return fail({
+          seq: row.seq,
+          kind: 'reordered',
+          message: `event #${row.seq} does not follow event #${row.seq - 1}: the chain was reordered or rewritten here`,
+        });
+      }
+      prevHash = hash;
+      expectedSeq += 1;
+      checked += 1;
+    }
+    after = Number(rows[rows.length - 1]!.seq);
+    options.onProgress?.(checked, total);
+  }
+  const lastSeq = expectedSeq - 1;
+  if (headRow && (lastSeq !== headSeq || headRow.hash !== prevHash)) {
+    if (lastSeq < headSeq) {
+      return fail({
+        seq: lastSeq + 1,
+        kind: 'truncated',
+        message: `events #${lastSeq + 1}…#${headSeq} are missing: the end of the log was deleted`,
+      });
+    }
+    return fail({ seq: lastSeq, kind: 'edited', message: `the chain head does not match event #${lastSeq}` });
+  }
+  return { ok: true, events: total, headSeq };
+}
+
+function toEvent(row: AuditEventsTable): AuditEvent {
+  return {
+    seq: Number(row.seq),
+    time: row.time,
+    actor: row.actor,
+    action: row.action,
+    target: row.target,
+    requestId: row.request_id,
+    sourceIp: row.source_ip,
+    data: JSON.parse(row.data) as Record<string, unknown>,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}

@@ -1,0 +1,14 @@
+export {
+  appendAudit,
+  listAudit,
+  verifyChain,
+  hashEvent,
+  GENESIS_HASH,
+  type ActorContext,
+  type AuditEvent,
+  type AuditEventInput,
+  type ListAuditOptions,
+  type ChainVerification,
+  type ChainProblem,
+  type VerifyChainOptions,
+} from './audit-log.js';

@@ -1,0 +1,51 @@
+/**
+ * The master key: 32 random bytes in the data directory (mode 0600), or KEYSMITH_MASTER_KEY.
+ * Every server secret is derived from it with HKDF, so the database alone is never enough to
+ * test a guessed key.
+ */
+import { hkdfSync, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { AppError } from '../shared/errors.js';
+
+export const MASTER_KEY_FILE = 'master.key';
+const MASTER_KEY_BYTES = 32;
+
+export class MasterKeyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MasterKeyError';
+  }
+}
+
+/** Creates a new master key file with mode 0600; refuses to overwrite one. */
+export function createMasterKeyFile(path: string): void {
+  if (existsSync(path)) throw new MasterKeyError(`${path} already exists; refusing to overwrite a master key`);
+  writeFileSync(path, `${randomBytes(MASTER_KEY_BYTES).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600);
+}
+
+/** Reads the master key file, refusing one that group or others can read. */
+export function readMasterKeyFile(path: string): Buffer {
+  if (!existsSync(path)) throw new MasterKeyError(`master key file ${path} does not exist; run "keysmith init" first`);
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new MasterKeyError(
+      `master key file ${path} is readable by others (mode ${mode.toString(8).padStart(4, '0')}); run "chmod 600 ${path}" and start again`,
+    );
+  }
+  return decodeMasterKey(readFileSync(path, 'utf8'), path);
+}
+
+export function decodeMasterKey(text: string, source: string): Buffer {
+  const bytes = Buffer.from(text.trim(), 'base64');
+  if (bytes.length !== MASTER_KEY_BYTES) {
+    throw new MasterKeyError(`${source} must hold ${MASTER_KEY_BYTES} bytes in base64`);
+  }
+  return bytes;
+}
+
+/** Derives a purpose-bound 32-byte secret from the master key. */
+export function deriveSecret(masterKey: Uint8Array, purpose: string): Buffer {
+  if (masterKey.length !== MASTER_KEY_BYTES) throw new AppError('ERR_INTERNAL', 'master key has the wrong size');
+  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), `keysmith:${purpose}`, 32));
+}

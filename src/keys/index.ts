@@ -1,0 +1,21 @@
+export {
+  KeyService,
+  DEFAULT_KEY_POLICY,
+  type KeyPolicyConfig,
+  type KeyServiceDeps,
+  type IssueKeyInput,
+  type IssueTokenInput,
+  type UpdateKeyInput,
+  type RotateKeyInput,
+  type IssuedKey,
+  type RotatedKey,
+  type ListKeysFilter,
+  type KeyPage,
+  type Principal,
+  type AuthResult,
+  type AuthFailure,
+} from './key-service.js';
+export { VERIFY_CODES, type VerifyCode, type VerifyInput, type VerifyOutcome } from './verifier.js';
+export { KEY_STATUSES, type KeyRecord, type KeyStatus, type KeyKind, type RateLimit } from './key-record.js';
+export { parseKey, formatKey, checksum, MAX_KEY_LENGTH, PREFIX_RE, KEY_ENVS, type KeyEnv, type ParsedKey } from './key-format.js';
+export type { KeyUsage, UsageMinute } from './usage.js';

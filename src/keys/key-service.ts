@@ -1,0 +1,651 @@
+/**
+ * Issued keys: issue, read, list, rotate, revoke, disable, enable, update, retire.
+ * Every change runs in one transaction with its audit event, then drops the key from the
+ * verify cache. The key string is returned once, from issue and rotate, and never stored.
+ */
+import type { Kysely, Transaction } from 'kysely';
+import { appendAudit, type ActorContext, type AuditEventInput } from '../audit/index.js';
+import type { KeyHasher } from '../crypto/index.js';
+import type { Database, ApiKeysTable, Dialect } from '../store/index.js';
+import { AppError } from '../shared/errors.js';
+import { parseDuration, formatDuration } from '../shared/duration.js';
+import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
+import type { Clock } from '../shared/clock.js';
+import { hasScope, isManagementScope, missingScopes, MANAGEMENT_SCOPES } from '../policy/index.js';
+import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, formatKey, type KeyEnv } from './key-format.js';
+import { normaliseCidr } from './ip-allowlist.js';
+import { toKeyRecord, type KeyKind, type KeyRecord, type KeyStatus } from './key-record.js';
+import { KeyVerifier, type VerifyInput, type VerifyOutcome, type CachedKey } from './verifier.js';
+import { UsageRecorder, type KeyUsage } from './usage.js';
+
+export interface KeyPolicyConfig {
+  readonly defaultTtlMs: number;
+  readonly maxTtlMs: number;
+  readonly defaultOverlapMs: number;
+  readonly cacheTtlMs: number;
+  readonly cacheMaxEntries: number;
+}
+
+export const DEFAULT_KEY_POLICY: KeyPolicyConfig = {
+  defaultTtlMs: 30 * 86_400_000,
+  maxTtlMs: 90 * 86_400_000,
+  defaultOverlapMs: 86_400_000,
+  cacheTtlMs: 5_000,
+  cacheMaxEntries: 100_000,
+};
+
+export interface KeyServiceDeps {
+  readonly db: Kysely<Database>;
+  readonly dialect: Dialect;
+  readonly clock: Clock;
+  readonly random: RandomBytes;
+  readonly hasher: KeyHasher;
+  readonly config: KeyPolicyConfig;
+}
+
+export interface ExpiryInput {
+  readonly ttl?: string | undefined;
+  readonly expiresAt?: string | undefined;
+}
+
+export interface RateLimitInput {
+  readonly limit: number;
+  readonly window: string;
+}
+
+export interface IssueKeyInput extends ExpiryInput {
+  readonly owner: string;
+  readonly purpose?: string | undefined;
+  readonly env?: KeyEnv | undefined;
+  readonly prefix?: string | undefined;
+  readonly scopes?: readonly string[] | undefined;
+  readonly labels?: Readonly<Record<string, string>> | undefined;
+  readonly ipAllowlist?: readonly string[] | null | undefined;
+  readonly rateLimit?: RateLimitInput | null | undefined;
+}
+
+export interface IssueTokenInput extends ExpiryInput {
+  readonly scopes: readonly string[];
+  readonly owner?: string | undefined;
+  readonly purpose?: string | undefined;
+  readonly labels?: Readonly<Record<string, string>> | undefined;
+  readonly ipAllowlist?: readonly string[] | null | undefined;
+}
+
+export interface UpdateKeyInput extends ExpiryInput {
+  readonly purpose?: string | undefined;
+  readonly labels?: Readonly<Record<string, string>> | undefined;
+  readonly scopes?: readonly string[] | undefined;
+  readonly ipAllowlist?: readonly string[] | null | undefined;
+  readonly rateLimit?: RateLimitInput | null | undefined;
+}
+
+export interface RotateKeyInput extends ExpiryInput {
+  readonly overlap?: string | undefined;
+}
+
+export interface IssuedKey {
+  /** The key itself: shown once, never stored. */
+  readonly key: string;
+  readonly record: KeyRecord;
+}
+
+export interface RotatedKey extends IssuedKey {
+  readonly previous: KeyRecord;
+}
+
+export interface ListKeysFilter {
+  readonly owner?: string | undefined;
+  readonly env?: KeyEnv | undefined;
+  readonly kind?: KeyKind | undefined;
+  readonly labels?: ReadonlyArray<readonly [string, string]> | undefined;
+  readonly status?: KeyStatus | undefined;
+  readonly expiringWithin?: string | undefined;
+  readonly unusedFor?: string | undefined;
+  readonly cursor?: string | undefined;
+  readonly limit?: number | undefined;
+}
+
+export interface KeyPage {
+  readonly data: KeyRecord[];
+  readonly nextCursor: string | null;
+}
+
+/** The authenticated caller of the management API. */
+export interface Principal {
+  readonly id: string;
+  readonly owner: string;
+  readonly scopes: readonly string[];
+}
+
+export type AuthFailure = 'MALFORMED' | 'NOT_FOUND' | 'REVOKED' | 'EXPIRED' | 'DISABLED' | 'SERVICE_KEY' | 'IP_NOT_ALLOWED';
+
+export type AuthResult = { readonly ok: true; readonly principal: Principal } | { readonly ok: false; readonly reason: AuthFailure; readonly keyId?: string };
+
+export class KeyService {
+  readonly #deps: KeyServiceDeps;
+  readonly verifier: KeyVerifier;
+  readonly usage: UsageRecorder;
+
+  constructor(deps: KeyServiceDeps) {
+    this.#deps = deps;
+    this.usage = new UsageRecorder(deps.db);
+    this.verifier = new KeyVerifier(
+      { db: deps.db, clock: deps.clock, hasher: deps.hasher, usage: this.usage },
+      { cacheTtlMs: deps.config.cacheTtlMs, cacheMaxEntries: deps.config.cacheMaxEntries },
+    );
+  }
+
+  get config(): KeyPolicyConfig {
+    return this.#deps.config;
+  }
+
+  verify(input: VerifyInput): Promise<VerifyOutcome> {
+    return this.verifier.verify(input);
+  }
+
+  /** Authenticates a management token; service keys are refused. */
+  async authenticate(token: string, ip?: string): Promise<AuthResult> {
+    const matched = await this.verifier.match(token, 'management');
+    if (!matched.ok && matched.code === 'NOT_FOUND') {
+      const asService = await this.verifier.match(token, 'service');
+      if (asService.ok) return { ok: false, reason: 'SERVICE_KEY', keyId: asService.entry.id };
+    }
+    if (!matched.ok) return { ok: false, reason: matched.code };
+    const entry: CachedKey = matched.entry;
+    const now = this.#deps.clock.now();
+    const code = this.verifier.usableCode(entry, now);
+    if (code !== 'VALID') return { ok: false, reason: code as AuthFailure, keyId: entry.id };
+    if (entry.allowlist !== null && (ip === undefined || !entry.allowlist.allows(ip))) {
+      return { ok: false, reason: 'IP_NOT_ALLOWED', keyId: entry.id };
+    }
+    this.usage.record(entry.id, 'VALID', now, ip, undefined);
+    return { ok: true, principal: { id: entry.id, owner: entry.owner, scopes: entry.scopes } };
+  }
+
+  async issue(ctx: ActorContext, input: IssueKeyInput): Promise<IssuedKey> {
+    const scopes = input.scopes ?? [];
+    return this.#insert(ctx, 'service', input.prefix ?? DEFAULT_PREFIX, input, scopes, 'key.issued');
+  }
+
+  /** Issues a management token; a caller cannot grant scopes it does not hold. */
+  async issueToken(ctx: ActorContext, caller: readonly string[], input: IssueTokenInput): Promise<IssuedKey> {
+    const unknown = input.scopes.filter((scope) => !isManagementScope(scope));
+    if (unknown.length > 0) {
+      throw new AppError('ERR_INVALID_REQUEST', `unknown management scope ${unknown.map((s) => `"${s}"`).join(', ')}; known: *, ${MANAGEMENT_SCOPES.join(', ')}`, {
+        details: [{ field: 'scopes', message: 'unknown management scope' }],
+      });
+    }
+    const beyond = missingScopes(caller, input.scopes);
+    if (beyond.length > 0) {
+      throw new AppError('ERR_SCOPE_ESCALATION', `this token cannot grant ${beyond.join(', ')}: it does not hold them`);
+    }
+    return this.#insert(
+      ctx,
+      'management',
+      MANAGEMENT_PREFIX,
+      { ...input, owner: input.owner ?? ctx.actor, env: 'live', rateLimit: null },
+      input.scopes,
+      'token.issued',
+    );
+  }
+
+  async get(keyId: string): Promise<KeyRecord> {
+    const row = await this.#deps.db.selectFrom('api_keys').selectAll().where('id', '=', keyId).executeTakeFirst();
+    if (!row) throw notFound(keyId);
+    return this.#record(this.#deps.db, row);
+  }
+
+  async list(filter: ListKeysFilter): Promise<KeyPage> {
+    const now = this.#deps.clock.now();
+    const nowIso = iso(now);
+    const limit = filter.limit ?? 50;
+    let query = this.#deps.db.selectFrom('api_keys').selectAll();
+    if (filter.owner !== undefined) query = query.where('owner', '=', filter.owner);
+    if (filter.env !== undefined) query = query.where('env', '=', filter.env);
+    query = query.where('kind', '=', filter.kind ?? 'service');
+    for (const [name, value] of filter.labels ?? []) {
+      query = query.where(({ exists, selectFrom }) =>
+        exists(
+          selectFrom('key_labels')
+            .select('key_labels.key_id')
+            .whereRef('key_labels.key_id', '=', 'api_keys.id')
+            .where('key_labels.name', '=', name)
+            .where('key_labels.value', '=', value),
+        ),
+      );
+    }
+    switch (filter.status) {
+      case 'revoked':
+        query = query.where('revoked_at', 'is not', null);
+        break;
+      case 'superseded':
+        query = query.where('revoked_at', 'is', null).where('replaced_by', 'is not', null);
+        break;
+      case 'expired':
+        query = query.where('revoked_at', 'is', null).where('replaced_by', 'is', null).where('expires_at', '<=', nowIso);
+        break;
+      case 'disabled':
+      case 'active':
+        query = query
+          .where('revoked_at', 'is', null)
+          .where('replaced_by', 'is', null)
+          .where('expires_at', '>', nowIso)
+          .where('disabled_at', filter.status === 'disabled' ? 'is not' : 'is', null);
+        break;
+      default:
+        break;
+    }
+    if (filter.expiringWithin !== undefined) {
+      const horizon = iso(now + parseDuration(filter.expiringWithin, 'expiringWithin'));
+      query = query.where('revoked_at', 'is', null).where('expires_at', '>', nowIso).where('expires_at', '<=', horizon);
+    }
+    if (filter.unusedFor !== undefined) {
+      const cutoff = iso(now - parseDuration(filter.unusedFor, 'unusedFor'));
+      await this.usage.flush();
+      query = query.where((eb) =>
+        eb.or([
+          eb.and([eb('last_used_at', 'is', null), eb('created_at', '<=', cutoff)]),
+          eb('last_used_at', '<=', cutoff),
+        ]),
+      );
+    }
+    if (filter.cursor !== undefined) {
+      const [createdAt, id] = decodeCursor(filter.cursor);
+      query = query.where((eb) =>
+        eb.or([eb('created_at', '<', createdAt), eb.and([eb('created_at', '=', createdAt), eb('id', '<', id)])]),
+      );
+    }
+    const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
+    const page = rows.slice(0, limit);
+    const labels = await this.#labelsFor(this.#deps.db, page.map((row) => row.id));
+    const last = page[page.length - 1];
+    return {
+      data: page.map((row) => toKeyRecord(row, labels.get(row.id) ?? {}, nowIso)),
+      nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
+    };
+  }
+
+  async rotate(ctx: ActorContext, keyId: string, input: RotateKeyInput): Promise<RotatedKey> {
+    const { config } = this.#deps;
+    const overlapMs = input.overlap === undefined ? config.defaultOverlapMs : parseDuration(input.overlap, 'overlap');
+    if (overlapMs > config.maxTtlMs) {
+      throw new AppError('ERR_TTL_TOO_LONG', `overlap ${input.overlap} is longer than the maximum key lifetime ${formatDuration(config.maxTtlMs)}`);
+    }
+    const result = await this.#change(ctx, keyId, async (trx, old, now) => {
+      assertRotatable(old, iso(now));
+      const lifetime = Math.min(Date.parse(old.expires_at) - Date.parse(old.created_at), config.maxTtlMs);
+      const expiresAt = input.ttl !== undefined || input.expiresAt !== undefined ? this.#expiry(input, now) : iso(now + lifetime);
+      const idBody = newKeyIdBody(this.#deps.random);
+      const successorId = `key_${idBody}`;
+      const key = formatKey(old.prefix, old.env, idBody, this.#deps.random);
+      const secret = secretOf(key);
+      const graceEndsAt = iso(Math.min(Date.parse(old.expires_at), now + overlapMs));
+      const row: ApiKeysTable = {
+        ...old,
+        id: successorId,
+        hash_version: this.#deps.hasher.currentVersion,
+        key_hash: this.#deps.hasher.hash(successorId, secret),
+        expires_at: expiresAt,
+        created_at: iso(now),
+        created_by: ctx.actor,
+        updated_at: iso(now),
+        disabled_at: null,
+        revoked_at: null,
+        revoke_reason: null,
+        replaces: old.id,
+        replaced_by: null,
+        grace_ends_at: null,
+        retired_at: null,
+        last_used_at: null,
+        last_used_ip: null,
+        last_used_user_agent: null,
+      };
+      await trx.insertInto('api_keys').values(row).execute();
+      const labels = await this.#labelsFor(trx, [old.id]);
+      await this.#writeLabels(trx, successorId, labels.get(old.id) ?? {});
+      // The guard makes two concurrent rotations give exactly one successor.
+      const updated = await trx
+        .updateTable('api_keys')
+        .set({ replaced_by: successorId, grace_ends_at: graceEndsAt, updated_at: iso(now) })
+        .where('id', '=', old.id)
+        .where('replaced_by', 'is', null)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(updated.numUpdatedRows) !== 1) throw new AppError('ERR_KEY_SUPERSEDED', `key ${old.id} has already been rotated`);
+      const audit: AuditEventInput[] = [
+        { action: `${auditNoun(old.kind)}.rotated`, target: old.id, data: { successor: successorId, overlap: formatDuration(overlapMs), graceEndsAt } },
+        { action: `${auditNoun(old.kind)}.issued`, target: successorId, data: { rotatedFrom: old.id, expiresAt, scopes: JSON.parse(old.scopes) } },
+      ];
+      return { value: { key, successorId }, audit, alsoInvalidate: [successorId] };
+    });
+    const [record, previous] = await Promise.all([this.get(result.successorId), this.get(keyId)]);
+    return { key: result.key, record, previous };
+  }
+
+  async revoke(ctx: ActorContext, keyId: string, reason: string | undefined): Promise<KeyRecord> {
+    await this.#change(ctx, keyId, async (trx, old, now) => {
+      if (old.revoked_at !== null) throw new AppError('ERR_KEY_REVOKED', `key ${old.id} is already revoked`);
+      await trx
+        .updateTable('api_keys')
+        .set({ revoked_at: iso(now), revoke_reason: reason ?? null, updated_at: iso(now) })
+        .where('id', '=', old.id)
+        .execute();
+      return { value: undefined, audit: [{ action: `${auditNoun(old.kind)}.revoked`, target: old.id, data: { reason: reason ?? null } }] };
+    });
+    return this.get(keyId);
+  }
+
+  async disable(ctx: ActorContext, keyId: string): Promise<KeyRecord> {
+    await this.#change(ctx, keyId, async (trx, old, now) => {
+      assertNotRevoked(old);
+      if (old.disabled_at !== null) return { value: undefined, audit: [] };
+      await trx.updateTable('api_keys').set({ disabled_at: iso(now), updated_at: iso(now) }).where('id', '=', old.id).execute();
+      return { value: undefined, audit: [{ action: `${auditNoun(old.kind)}.disabled`, target: old.id }] };
+    });
+    return this.get(keyId);
+  }
+
+  async enable(ctx: ActorContext, keyId: string): Promise<KeyRecord> {
+    await this.#change(ctx, keyId, async (trx, old, now) => {
+      assertNotRevoked(old);
+      if (old.disabled_at === null) return { value: undefined, audit: [] };
+      await trx.updateTable('api_keys').set({ disabled_at: null, updated_at: iso(now) }).where('id', '=', old.id).execute();
+      return { value: undefined, audit: [{ action: `${auditNoun(old.kind)}.enabled`, target: old.id }] };
+    });
+    return this.get(keyId);
+  }
+
+  async update(ctx: ActorContext, keyId: string, input: UpdateKeyInput): Promise<KeyRecord> {
+    await this.#change(ctx, keyId, async (trx, old, now) => {
+      assertNotRevoked(old);
+      const set: Partial<ApiKeysTable> = {};
+      const changed: Record<string, unknown> = {};
+      if (input.purpose !== undefined) {
+        set.purpose = input.purpose;
+        changed.purpose = input.purpose;
+      }
+      if (input.scopes !== undefined) {
+        const current = JSON.parse(old.scopes) as string[];
+        const widened = input.scopes.filter((scope) => !hasScope(current, scope));
+        if (widened.length > 0) {
+          throw new AppError('ERR_SCOPE_WIDENING', `scopes can only be narrowed; ${widened.join(', ')} is not within the key's scopes ${current.join(', ') || '(none)'}. Issue a new key instead`, {
+            details: [{ field: 'scopes', message: 'must be a subset of the current scopes' }],
+          });
+        }
+        set.scopes = JSON.stringify(dedupe(input.scopes));
+        changed.scopes = dedupe(input.scopes);
+      }
+      if (input.ipAllowlist !== undefined) {
+        const list = normaliseAllowlist(input.ipAllowlist);
+        set.ip_allowlist = list === null ? null : JSON.stringify(list);
+        changed.ipAllowlist = list;
+      }
+      if (input.rateLimit !== undefined) {
+        const limit = normaliseRateLimit(input.rateLimit);
+        set.rate_limit_limit = limit?.limit ?? null;
+        set.rate_limit_window_ms = limit?.windowMs ?? null;
+        changed.rateLimit = input.rateLimit;
+      }
+      if (input.ttl !== undefined || input.expiresAt !== undefined) {
+        const expiresAt = this.#expiry(input, now);
+        const ceiling = Date.parse(old.created_at) + this.#deps.config.maxTtlMs;
+        if (Date.parse(expiresAt) > ceiling) {
+          throw new AppError('ERR_TTL_TOO_LONG', `expiry ${expiresAt} is past this key's maximum ${iso(ceiling)} (${formatDuration(this.#deps.config.maxTtlMs)} after it was created); rotate it instead`, {
+            details: [{ field: input.ttl !== undefined ? 'ttl' : 'expiresAt', message: 'past the maximum lifetime' }],
+          });
+        }
+        set.expires_at = expiresAt;
+        changed.expiresAt = expiresAt;
+      }
+      if (input.labels !== undefined) {
+        await trx.deleteFrom('key_labels').where('key_id', '=', old.id).execute();
+        await this.#writeLabels(trx, old.id, input.labels);
+        changed.labels = input.labels;
+      }
+      if (Object.keys(changed).length === 0) return { value: undefined, audit: [] };
+      set.updated_at = iso(now);
+      await trx.updateTable('api_keys').set(set).where('id', '=', old.id).execute();
+      return { value: undefined, audit: [{ action: `${auditNoun(old.kind)}.updated`, target: old.id, data: { changed } }] };
+    });
+    return this.get(keyId);
+  }
+
+  async retire(ctx: ActorContext, keyId: string): Promise<KeyRecord> {
+    await this.#change(ctx, keyId, async (trx, old, now) => {
+      if (old.retired_at !== null) throw new AppError('ERR_KEY_RETIRED', `key ${old.id} is already retired`);
+      const nowIso = iso(now);
+      const graceOver = old.replaced_by !== null && old.grace_ends_at !== null && old.grace_ends_at <= nowIso;
+      if (old.revoked_at === null && old.expires_at > nowIso && !graceOver) {
+        throw new AppError('ERR_KEY_NOT_RETIRABLE', `key ${old.id} is still usable; revoke it first, or wait until it expires`);
+      }
+      await trx.updateTable('api_keys').set({ key_hash: null, retired_at: nowIso, updated_at: nowIso }).where('id', '=', old.id).execute();
+      return { value: undefined, audit: [{ action: `${auditNoun(old.kind)}.retired`, target: old.id }] };
+    });
+    return this.get(keyId);
+  }
+
+  async usageOf(keyId: string, since: string): Promise<KeyUsage> {
+    const sinceMs = this.#deps.clock.now() - parseDuration(since, 'since');
+    const record = await this.get(keyId);
+    const usage = await this.usage.read(keyId, sinceMs);
+    const row = await this.#deps.db
+      .selectFrom('api_keys')
+      .select(['last_used_at', 'last_used_ip', 'last_used_user_agent'])
+      .where('id', '=', record.id)
+      .executeTakeFirstOrThrow();
+    return { ...usage, lastUsedAt: row.last_used_at, lastUsedIp: row.last_used_ip, lastUsedUserAgent: row.last_used_user_agent };
+  }
+
+  async #insert(
+    ctx: ActorContext,
+    kind: KeyKind,
+    prefix: string,
+    input: IssueKeyInput,
+    scopes: readonly string[],
+    action: string,
+  ): Promise<IssuedKey> {
+    if (!PREFIX_RE.test(prefix)) {
+      throw new AppError('ERR_INVALID_REQUEST', 'prefix must be 2–16 lowercase letters or digits, starting with a letter', {
+        details: [{ field: 'prefix', message: 'expected [a-z][a-z0-9]{1,15}' }],
+      });
+    }
+    const now = this.#deps.clock.now();
+    const expiresAt = this.#expiry(input, now);
+    const allowlist = normaliseAllowlist(input.ipAllowlist ?? null);
+    const rateLimit = normaliseRateLimit(input.rateLimit ?? null);
+    const idBody = newKeyIdBody(this.#deps.random);
+    const id = `key_${idBody}`;
+    const env = input.env ?? 'live';
+    const key = formatKey(prefix, env, idBody, this.#deps.random);
+    const row: ApiKeysTable = {
+      id,
+      kind,
+      prefix,
+      env,
+      hash_version: this.#deps.hasher.currentVersion,
+      key_hash: this.#deps.hasher.hash(id, secretOf(key)),
+      owner: input.owner,
+      purpose: input.purpose ?? '',
+      scopes: JSON.stringify(dedupe(scopes)),
+      ip_allowlist: allowlist === null ? null : JSON.stringify(allowlist),
+      rate_limit_limit: rateLimit?.limit ?? null,
+      rate_limit_window_ms: rateLimit?.windowMs ?? null,
+      expires_at: expiresAt,
+      created_at: iso(now),
+      created_by: ctx.actor,
+      updated_at: iso(now),
+      disabled_at: null,
+      revoked_at: null,
+      revoke_reason: null,
+      replaces: null,
+      replaced_by: null,
+      grace_ends_at: null,
+      retired_at: null,
+      last_used_at: null,
+      last_used_ip: null,
+      last_used_user_agent: null,
+    };
+    await this.#deps.db.transaction().execute(async (trx) => {
+      await trx.insertInto('api_keys').values(row).execute();
+      await this.#writeLabels(trx, id, input.labels ?? {});
+      await appendAudit(trx, ctx, {
+        action,
+        target: id,
+        data: { owner: row.owner, env, scopes: dedupe(scopes), expiresAt, labels: input.labels ?? {} },
+      }, iso(now));
+    });
+    this.verifier.invalidate(id);
+    return { key, record: await this.get(id) };
+  }
+
+  /**
+   * Runs one change to a key in a transaction: loads the row, applies `apply`, appends the
+   * audit events it returns, and after commit drops the key (and any other named) from the cache.
+   */
+  async #change<T>(
+    ctx: ActorContext,
+    keyId: string,
+    apply: (
+      trx: Transaction<Database>,
+      old: ApiKeysTable,
+      now: number,
+    ) => Promise<{ value: T; audit: AuditEventInput[]; alsoInvalidate?: string[] }>,
+  ): Promise<T> {
+    const now = this.#deps.clock.now();
+    const result = await this.#deps.db.transaction().execute(async (trx) => {
+      const old = await lockRow(trx, keyId, this.#deps.dialect);
+      if (!old) throw notFound(keyId);
+      const outcome = await apply(trx, old, now);
+      for (const event of outcome.audit) await appendAudit(trx, ctx, event, iso(now));
+      return outcome;
+    });
+    this.verifier.invalidate(keyId);
+    for (const id of result.alsoInvalidate ?? []) this.verifier.invalidate(id);
+    return result.value;
+  }
+
+  #expiry(input: ExpiryInput, now: number): string {
+    const { defaultTtlMs, maxTtlMs } = this.#deps.config;
+    if (input.ttl !== undefined && input.expiresAt !== undefined) {
+      throw new AppError('ERR_INVALID_REQUEST', 'give either ttl or expiresAt, not both', {
+        details: [{ field: 'ttl', message: 'conflicts with expiresAt' }],
+      });
+    }
+    let at: number;
+    if (input.expiresAt !== undefined) {
+      at = Date.parse(input.expiresAt);
+      if (!Number.isFinite(at)) {
+        throw new AppError('ERR_INVALID_REQUEST', 'expiresAt must be an RFC 3339 time such as 2026-12-31T00:00:00Z', {
+          details: [{ field: 'expiresAt', message: 'not a time' }],
+        });
+      }
+      if (at <= now) {
+        throw new AppError('ERR_INVALID_REQUEST', 'expiresAt must be in the future', { details: [{ field: 'expiresAt', message: 'in the past' }] });
+      }
+    } else {
+      at = now + (input.ttl === undefined ? defaultTtlMs : parseDuration(input.ttl, 'ttl'));
+    }
+    if (at - now > maxTtlMs) {
+      throw new AppError('ERR_TTL_TOO_LONG', `keys may live at most ${formatDuration(maxTtlMs)} on this server; choose a shorter ttl or an earlier expiresAt`, {
+        details: [{ field: input.expiresAt !== undefined ? 'expiresAt' : 'ttl', message: `at most ${formatDuration(maxTtlMs)}` }],
+      });
+    }
+    return iso(at);
+  }
+
+  async #record(db: Kysely<Database> | Transaction<Database>, row: ApiKeysTable): Promise<KeyRecord> {
+    const labels = await this.#labelsFor(db, [row.id]);
+    return toKeyRecord(row, labels.get(row.id) ?? {}, iso(this.#deps.clock.now()));
+  }
+
+  async #labelsFor(db: Kysely<Database> | Transaction<Database>, ids: string[]): Promise<Map<string, Record<string, string>>> {
+    const out = new Map<string, Record<string, string>>();
+    if (ids.length === 0) return out;
+    const rows = await db.selectFrom('key_labels').selectAll().where('key_id', 'in', ids).orderBy('name').execute();
+    for (const row of rows) {
+      const labels = out.get(row.key_id) ?? {};
+      labels[row.name] = row.value;
+      out.set(row.key_id, labels);
+    }
+    return out;
+  }
+
+  async #writeLabels(trx: Transaction<Database>, keyId: string, labels: Readonly<Record<string, string>>): Promise<void> {
+    const rows = Object.entries(labels).map(([name, value]) => ({ key_id: keyId, name, value }));
+    if (rows.length > 0) await trx.insertInto('key_labels').values(rows).execute();
+  }
+}
+
+async function lockRow(trx: Transaction<Database>, keyId: string, dialect: Dialect): Promise<ApiKeysTable | undefined> {
+  // `for update` is PostgreSQL's row lock; SQLite's single writer already serialises.
+  const query = trx.selectFrom('api_keys').selectAll().where('id', '=', keyId);
+  return dialect === 'postgres' ? query.forUpdate().executeTakeFirst() : query.executeTakeFirst();
+}
+
+function assertNotRevoked(row: ApiKeysTable): void {
+  if (row.retired_at !== null) throw new AppError('ERR_KEY_RETIRED', `key ${row.id} is retired`);
+  if (row.revoked_at !== null) throw new AppError('ERR_KEY_REVOKED', `key ${row.id} is revoked`);
+}
+
+function assertRotatable(row: ApiKeysTable, nowIso: string): void {
+  assertNotRevoked(row);
+  if (row.replaced_by !== null) {
+    throw new AppError('ERR_KEY_SUPERSEDED', `key ${row.id} has already been rotated; rotate its successor ${row.replaced_by} instead`);
+  }
+  if (row.expires_at <= nowIso) throw new AppError('ERR_KEY_EXPIRED', `key ${row.id} has expired; issue a new key instead`);
+}
+
+function normaliseAllowlist(list: readonly string[] | null): string[] | null {
+  if (list === null) return null;
+  return dedupe(list.map((entry) => normaliseCidr(entry, 'ipAllowlist')));
+}
+
+function normaliseRateLimit(input: RateLimitInput | null): { limit: number; windowMs: number } | null {
+  if (input === null) return null;
+  const windowMs = parseDuration(input.window, 'rateLimit.window');
+  if (windowMs > 86_400_000) {
+    throw new AppError('ERR_INVALID_REQUEST', 'rateLimit.window must be at most 24h', { details: [{ field: 'rateLimit.window', message: 'at most 24h' }] });
+  }
+  return { limit: input.limit, windowMs };
+}
+
+function secretOf(key: string): string {
+  // `<prefix>_<env>_<id>_<secret><checksum>`: the secret is the last segment minus 6 characters.
+  const last = key.slice(key.lastIndexOf('_') + 1);
+  return last.slice(0, last.length - 6);
+}
+
+function auditNoun(kind: KeyKind): string {
+  return kind === 'management' ? 'token' : 'key';
+}
+
+function dedupe(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}
+
+function notFound(keyId: string): AppError {
+  return new AppError('ERR_KEY_NOT_FOUND', `no key with id ${keyId}`);
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function encodeCursor(createdAt: string, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+      return [value[0], value[1]];
+    }
+  } catch {
+    // fall through
+  }
+  throw new AppError('ERR_INVALID_REQUEST', 'cursor is not one this server issued; pass nextCursor from a previous page', {
+    details: [{ field: 'cursor', message: 'invalid cursor' }],
+  });
+}

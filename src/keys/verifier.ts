@@ -1,0 +1,260 @@
+/**
+ * The verify hot path. A key is parsed and its checksum checked without I/O; its row comes
+ * from a small in-process cache (loaded by primary key on a miss, concurrent misses share
+ * one query) so a verification never writes and rarely reads the database. A change made on
+ * this server drops the cached row at once; rows changed on another server are seen once the
+ * cache TTL has passed.
+ */
+import type { Kysely } from 'kysely';
+import type { KeyHasher } from '../crypto/index.js';
+import type { Database } from '../store/index.js';
+import type { Clock } from '../shared/clock.js';
+import { hasScope } from '../policy/index.js';
+import { parseKey, type KeyEnv } from './key-format.js';
+import { compileAllowlist, type CompiledAllowlist } from './ip-allowlist.js';
+import { RateLimiter } from './rate-limiter.js';
+import type { KeyKind } from './key-record.js';
+
+export const VERIFY_CODES = [
+  'VALID',
+  'MALFORMED',
+  'NOT_FOUND',
+  'EXPIRED',
+  'REVOKED',
+  'DISABLED',
+  'INSUFFICIENT_SCOPE',
+  'IP_NOT_ALLOWED',
+  'RATE_LIMITED',
+] as const;
+export type VerifyCode = (typeof VERIFY_CODES)[number];
+
+export interface VerifyInput {
+  readonly key: string;
+  readonly scopes?: readonly string[] | undefined;
+  readonly ip?: string | undefined;
+  readonly userAgent?: string | undefined;
+}
+
+export interface VerifyOutcome {
+  readonly valid: boolean;
+  readonly code: VerifyCode;
+  readonly keyId?: string;
+  readonly owner?: string;
+  readonly env?: KeyEnv;
+  readonly scopes?: readonly string[];
+  readonly expiresAt?: string;
+  readonly rotation?: { readonly replacedBy: string; readonly graceEndsAt: string };
+  readonly ratelimit?: { readonly limit: number; readonly remaining: number; readonly reset: string };
+}
+
+/** A row compiled for verification. */
+export interface CachedKey {
+  readonly id: string;
+  readonly kind: KeyKind;
+  readonly prefix: string;
+  readonly env: KeyEnv;
+  readonly hashVersion: number;
+  readonly keyHash: string | null;
+  readonly owner: string;
+  readonly scopes: readonly string[];
+  readonly allowlist: CompiledAllowlist | null;
+  readonly rateLimit: { readonly limit: number; readonly windowMs: number } | null;
+  readonly expiresAt: string;
+  readonly expiresAtMs: number;
+  readonly disabled: boolean;
+  readonly revoked: boolean;
+  readonly replacedBy: string | null;
+  readonly graceEndsAt: string | null;
+  readonly graceEndsAtMs: number;
+}
+
+interface CacheSlot {
+  readonly value: CachedKey | null;
+  readonly loadedAt: number;
+}
+
+export interface UsageSink {
+  record(keyId: string, outcome: VerifyCode, at: number, ip: string | undefined, userAgent: string | undefined): void;
+}
+
+export interface VerifierOptions {
+  readonly cacheTtlMs: number;
+  readonly cacheMaxEntries: number;
+}
+
+export interface VerifierDeps {
+  readonly db: Kysely<Database>;
+  readonly clock: Clock;
+  readonly hasher: KeyHasher;
+  readonly usage: UsageSink;
+}
+
+/** The outcome of matching a presented key against its row, before scope/IP/limit checks. */
+export type MatchResult =
+  | { readonly ok: true; readonly entry: CachedKey }
+  | { readonly ok: false; readonly code: 'MALFORMED' | 'NOT_FOUND' };
+
+const MALFORMED: VerifyOutcome = Object.freeze({ valid: false, code: 'MALFORMED' });
+const NOT_FOUND: VerifyOutcome = Object.freeze({ valid: false, code: 'NOT_FOUND' });
+
+export class KeyVerifier {
+  readonly #deps: VerifierDeps;
+  readonly #options: VerifierOptions;
+  readonly #cache = new Map<string, CacheSlot>();
+  readonly #loading = new Map<string, Promise<CachedKey | null>>();
+  readonly #limiter = new RateLimiter();
+  /** Bumped on every invalidation, so a load that raced a change never caches a stale row. */
+  #generation = 0;
+
+  constructor(deps: VerifierDeps, options: VerifierOptions) {
+    this.#deps = deps;
+    this.#options = options;
+  }
+
+  /** Drops a cached row; the next lookup reads the database. */
+  invalidate(keyId: string): void {
+    this.#generation += 1;
+    this.#cache.delete(keyId);
+    this.#loading.delete(keyId);
+  }
+
+  /** Finds the row a presented key names and checks its secret, kind, prefix and env. */
+  async match(presented: string, kind: KeyKind): Promise<MatchResult> {
+    const parsed = parseKey(presented);
+    if (!parsed) return { ok: false, code: 'MALFORMED' };
+    const entry = await this.#lookup(parsed.keyId);
+    if (
+      entry === null ||
+      entry.kind !== kind ||
+      entry.keyHash === null ||
+      entry.prefix !== parsed.prefix ||
+      entry.env !== parsed.env ||
+      !this.#deps.hasher.matches(parsed.keyId, parsed.secret, entry.keyHash, entry.hashVersion)
+    ) {
+      return { ok: false, code: 'NOT_FOUND' };
+    }
+    return { ok: true, entry };
+  }
+
+  /** Verifies a service key. Expected failures are values, never exceptions. */
+  async verify(input: VerifyInput): Promise<VerifyOutcome> {
+    const matched = await this.match(input.key, 'service');
+    if (!matched.ok) return matched.code === 'MALFORMED' ? MALFORMED : NOT_FOUND;
+    const entry = matched.entry;
+    const now = this.#deps.clock.now();
+    const outcome = this.#decide(entry, input, now);
+    this.#deps.usage.record(entry.id, outcome.code, now, input.ip, input.userAgent);
+    return outcome;
+  }
+
+  /** Whether an already-matched entry is usable right now (for management tokens). */
+  usableCode(entry: CachedKey, now: number): VerifyCode {
+    if (entry.revoked) return 'REVOKED';
+    if (now >= effectiveExpiry(entry)) return 'EXPIRED';
+    if (entry.disabled) return 'DISABLED';
+    return 'VALID';
+  }
+
+  #decide(entry: CachedKey, input: VerifyInput, now: number): VerifyOutcome {
+    const state = this.usableCode(entry, now);
+    const base = {
+      keyId: entry.id,
+      owner: entry.owner,
+      env: entry.env,
+      scopes: entry.scopes,
+      expiresAt: entry.replacedBy !== null && entry.graceEndsAtMs < entry.expiresAtMs ? entry.graceEndsAt! : entry.expiresAt,
+    };
+    if (state !== 'VALID') return { valid: false, code: state, ...base };
+    if (entry.allowlist !== null && (input.ip === undefined || !entry.allowlist.allows(input.ip))) {
+      return { valid: false, code: 'IP_NOT_ALLOWED', ...base };
+    }
+    if (input.scopes !== undefined) {
+      for (const scope of input.scopes) {
+        if (!hasScope(entry.scopes, scope)) return { valid: false, code: 'INSUFFICIENT_SCOPE', ...base };
+      }
+    }
+    const rotation =
+      entry.replacedBy !== null ? { rotation: { replacedBy: entry.replacedBy, graceEndsAt: entry.graceEndsAt! } } : {};
+    if (entry.rateLimit !== null) {
+      const decision = this.#limiter.take(entry.id, entry.rateLimit.limit, entry.rateLimit.windowMs, now);
+      const ratelimit = { limit: decision.limit, remaining: decision.remaining, reset: new Date(decision.resetAt).toISOString() };
+      if (!decision.allowed) return { valid: false, code: 'RATE_LIMITED', ...base, ratelimit };
+      return { valid: true, code: 'VALID', ...base, ...rotation, ratelimit };
+    }
+    return { valid: true, code: 'VALID', ...base, ...rotation };
+  }
+
+  async #lookup(keyId: string): Promise<CachedKey | null> {
+    const slot = this.#cache.get(keyId);
+    const now = this.#deps.clock.now();
+    if (slot !== undefined && now - slot.loadedAt < this.#options.cacheTtlMs) return slot.value;
+    const pending = this.#loading.get(keyId);
+    if (pending) return pending;
+    const load = this.#load(keyId).finally(() => {
+      if (this.#loading.get(keyId) === load) this.#loading.delete(keyId);
+    });
+    this.#loading.set(keyId, load);
+    return load;
+  }
+
+  async #load(keyId: string): Promise<CachedKey | null> {
+    const generation = this.#generation;
+    const row = await this.#deps.db
+      .selectFrom('api_keys')
+      .select([
+        'id',
+        'kind',
+        'prefix',
+        'env',
+        'hash_version',
+        'key_hash',
+        'owner',
+        'scopes',
+        'ip_allowlist',
+        'rate_limit_limit',
+        'rate_limit_window_ms',
+        'expires_at',
+        'disabled_at',
+        'revoked_at',
+        'replaced_by',
+        'grace_ends_at',
+      ])
+      .where('id', '=', keyId)
+      .executeTakeFirst();
+    const value: CachedKey | null = row
+      ? {
+          id: row.id,
+          kind: row.kind,
+          prefix: row.prefix,
+          env: row.env,
+          hashVersion: row.hash_version,
+          keyHash: row.key_hash,
+          owner: row.owner,
+          scopes: Object.freeze(JSON.parse(row.scopes) as string[]),
+          allowlist: row.ip_allowlist === null ? null : compileAllowlist(JSON.parse(row.ip_allowlist) as string[]),
+          rateLimit:
+            row.rate_limit_limit === null || row.rate_limit_window_ms === null
+              ? null
+              : { limit: row.rate_limit_limit, windowMs: Number(row.rate_limit_window_ms) },
+          expiresAt: row.expires_at,
+          expiresAtMs: Date.parse(row.expires_at),
+          disabled: row.disabled_at !== null,
+          revoked: row.revoked_at !== null,
+          replacedBy: row.replaced_by,
+          graceEndsAt: row.grace_ends_at,
+          graceEndsAtMs: row.grace_ends_at === null ? Number.POSITIVE_INFINITY : Date.parse(row.grace_ends_at),
+        }
+      : null;
+    if (generation !== this.#generation) return value;
+    if (this.#cache.size >= this.#options.cacheMaxEntries) {
+      const oldest = this.#cache.keys().next();
+      if (!oldest.done) this.#cache.delete(oldest.value);
+    }
+    this.#cache.set(keyId, { value, loadedAt: this.#deps.clock.now() });
+    return value;
+  }
+}
+
+function effectiveExpiry(entry: CachedKey): number {
+  return entry.replacedBy !== null ? Math.min(entry.expiresAtMs, entry.graceEndsAtMs) : entry.expiresAtMs;
+}

@@ -1,0 +1,82 @@
+/**
+ * The one registry of error codes. A code never changes meaning; `docs/errors.md` lists the
+ * same codes and a test keeps the two in step. The server turns an AppError into RFC 9457
+ * problem+json in one place; messages must never carry a key or secret value.
+ */
+
+export type ProblemCategory =
+  | 'invalid_request'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'rate_limited'
+  | 'policy_violation'
+  | 'internal';
+
+export interface ErrorSpec {
+  readonly status: number;
+  readonly category: ProblemCategory;
+  readonly title: string;
+}
+
+export const ERROR_REGISTRY = {
+  ERR_INVALID_REQUEST: { status: 400, category: 'invalid_request', title: 'The request is not valid' },
+  ERR_INVALID_JSON: { status: 400, category: 'invalid_request', title: 'The request body is not valid JSON' },
+  ERR_INVALID_DURATION: { status: 400, category: 'invalid_request', title: 'The duration is not valid' },
+  ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, category: 'unsupported_media_type', title: 'The request body must be application/json' },
+  ERR_PAYLOAD_TOO_LARGE: { status: 413, category: 'payload_too_large', title: 'The request body is too large' },
+  ERR_UNAUTHENTICATED: { status: 401, category: 'unauthenticated', title: 'Authentication is required' },
+  ERR_FORBIDDEN: { status: 403, category: 'forbidden', title: 'The token may not do this' },
+  ERR_ROUTE_NOT_FOUND: { status: 404, category: 'not_found', title: 'No such route' },
+  ERR_METHOD_NOT_ALLOWED: { status: 405, category: 'invalid_request', title: 'Method not allowed on this route' },
+  ERR_KEY_NOT_FOUND: { status: 404, category: 'not_found', title: 'No such key' },
+  ERR_KEY_REVOKED: { status: 409, category: 'conflict', title: 'The key is revoked' },
+  ERR_KEY_SUPERSEDED: { status: 409, category: 'conflict', title: 'The key has already been rotated' },
+  ERR_KEY_RETIRED: { status: 409, category: 'conflict', title: 'The key is retired' },
+  ERR_KEY_NOT_RETIRABLE: { status: 409, category: 'conflict', title: 'Only a revoked or expired key can be retired' },
+  ERR_KEY_EXPIRED: { status: 409, category: 'conflict', title: 'The key has expired' },
+  ERR_SCOPE_WIDENING: { status: 422, category: 'policy_violation', title: 'Scopes can only be narrowed' },
+  ERR_TTL_TOO_LONG: { status: 422, category: 'policy_violation', title: 'The expiry is past the allowed maximum' },
+  ERR_SCOPE_ESCALATION: { status: 403, category: 'forbidden', title: 'A token cannot grant scopes it does not hold' },
+  ERR_INTERNAL: { status: 500, category: 'internal', title: 'Internal error' },
+  ERR_UNAVAILABLE: { status: 503, category: 'internal', title: 'The service is not ready' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_REGISTRY;
+
+/** A problem detail field pointing at the part of the input that is wrong. */
+export interface ErrorDetail {
+  readonly field?: string;
+  readonly message: string;
+}
+
+export interface AppErrorOptions {
+  readonly details?: readonly ErrorDetail[];
+  readonly cause?: unknown;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly category: ProblemCategory;
+  readonly title: string;
+  readonly details: readonly ErrorDetail[];
+
+  constructor(code: ErrorCode, message?: string, options: AppErrorOptions = {}) {
+    const spec: ErrorSpec = ERROR_REGISTRY[code];
+    super(message ?? spec.title, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = spec.status;
+    this.category = spec.category;
+    this.title = spec.title;
+    this.details = options.details ?? [];
+  }
+}
+
+export function isAppError(value: unknown): value is AppError {
+  return value instanceof AppError;
+}

@@ -1,0 +1,3 @@
+export { createStore, isPostgresUrl, type Store, type StoreOptions, type Dialect } from './create-db.js';
+export type { Database, ApiKeysTable, KeyLabelsTable, KeyUsageTable, AuditEventsTable } from './schema.js';
+export { migrations } from './migrations/index.js';

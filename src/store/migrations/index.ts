@@ -1,0 +1,11 @@
+import type { Migration, MigrationProvider } from 'kysely';
+import { keysAndAudit } from './0001-keys-and-audit.js';
+
+/** Migrations are code, listed in order; one set serves every dialect. */
+export const migrations: Record<string, Migration> = {
+  '0001-keys-and-audit': keysAndAudit,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

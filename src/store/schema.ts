@@ -1,0 +1,79 @@
+/**
+ * Database row types. Times are RFC 3339 UTC strings (they sort as text on both dialects);
+ * lists and maps are JSON text, so one schema serves SQLite and PostgreSQL alike.
+ */
+
+export interface ApiKeysTable {
+  id: string;
+  kind: 'service' | 'management';
+  prefix: string;
+  env: 'live' | 'test';
+  hash_version: number;
+  /** Null once the key is retired. */
+  key_hash: string | null;
+  owner: string;
+  purpose: string;
+  /** JSON array of strings. */
+  scopes: string;
+  /** JSON array of CIDR strings, or null for no allowlist. */
+  ip_allowlist: string | null;
+  rate_limit_limit: number | null;
+  rate_limit_window_ms: number | null;
+  expires_at: string;
+  created_at: string;
+  created_by: string;
+  updated_at: string;
+  disabled_at: string | null;
+  revoked_at: string | null;
+  revoke_reason: string | null;
+  replaces: string | null;
+  replaced_by: string | null;
+  grace_ends_at: string | null;
+  retired_at: string | null;
+  last_used_at: string | null;
+  last_used_ip: string | null;
+  last_used_user_agent: string | null;
+}
+
+export interface KeyLabelsTable {
+  key_id: string;
+  name: string;
+  value: string;
+}
+
+export interface KeyUsageTable {
+  key_id: string;
+  /** Start of the minute, RFC 3339. */
+  minute: string;
+  outcome: string;
+  count: number;
+}
+
+export interface AuditEventsTable {
+  seq: number;
+  time: string;
+  actor: string;
+  action: string;
+  target: string | null;
+  request_id: string | null;
+  source_ip: string | null;
+  /** JSON object; never holds a key or secret value. */
+  data: string;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
+export interface Database {
+  api_keys: ApiKeysTable;
+  key_labels: KeyLabelsTable;
+  key_usage: KeyUsageTable;
+  audit_events: AuditEventsTable;
+  audit_head: AuditHeadTable;
+}
+
