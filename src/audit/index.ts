@@ -12,3 +12,4 @@ export {
   type ChainProblem,
   type VerifyChainOptions,
 } from './audit-log.js';
+export { recordAuditEvent } from './record.js';

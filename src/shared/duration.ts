@@ -1,5 +1,6 @@
 /** Durations on the wire: `90s`, `15m`, `24h`, `30d`. Always positive whole units. */
 import { AppError } from './errors.js';
+import { redactKeys } from './redact.js';
 
 const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 const DURATION_RE = /^([1-9][0-9]{0,8})(s|m|h|d)$/;
@@ -33,6 +34,6 @@ export function formatDuration(ms: number): string {
 }
 
 function truncate(text: string): string {
-  const printable = text.replace(/[\u0000-\u001f\u007f]/g, '?');
-  return printable.length > 32 ? `${printable.slice(0, 32)}…` : printable;
+  const printable = redactKeys(text).replace(/[\u0000-\u001f\u007f]/g, '?');
+  return printable.length > 16 ? `${printable.slice(0, 16)}…` : printable;
 }

@@ -1,0 +1,82 @@
+/** Server configuration from flags and environment, with the defaults a newcomer expects. */
+import { resolve } from 'node:path';
+import { parseDuration, formatDuration } from '../shared/duration.js';
+import { DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../keys/index.js';
+
+export const DEFAULT_PORT = 7370;
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_DATA_DIR = '.keysmith';
+
+export interface AppConfig {
+  readonly dataDir: string;
+  /** A postgres:// URL, or undefined for SQLite in the data directory. */
+  readonly databaseUrl: string | undefined;
+  readonly host: string;
+  readonly port: number;
+  readonly keyPolicy: KeyPolicyConfig;
+  readonly logLevel: string;
+  readonly usageFlushMs: number;
+  readonly trustProxy: boolean;
+}
+
+export interface ConfigInput {
+  readonly data?: string | undefined;
+  readonly database?: string | undefined;
+  readonly addr?: string | undefined;
+  readonly defaultTtl?: string | undefined;
+  readonly maxTtl?: string | undefined;
+  readonly cacheTtl?: string | undefined;
+  readonly logLevel?: string | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const dataDir = resolve(input.data ?? env.KEYSMITH_DATA ?? DEFAULT_DATA_DIR);
+  const databaseUrl = input.database ?? env.KEYSMITH_DATABASE_URL ?? undefined;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('--database must be a postgres:// URL (leave it out for SQLite in the data directory)');
+  }
+  const { host, port } = parseAddr(input.addr ?? env.KEYSMITH_LISTEN ?? `${DEFAULT_HOST}:${DEFAULT_PORT}`);
+  const maxTtlMs = durationSetting(input.maxTtl ?? env.KEYSMITH_MAX_TTL, 'max-ttl', DEFAULT_KEY_POLICY.maxTtlMs);
+  const defaultTtlMs = durationSetting(input.defaultTtl ?? env.KEYSMITH_DEFAULT_TTL, 'default-ttl', Math.min(DEFAULT_KEY_POLICY.defaultTtlMs, maxTtlMs));
+  if (defaultTtlMs > maxTtlMs) {
+    throw new ConfigError(`--default-ttl ${formatDuration(defaultTtlMs)} is longer than --max-ttl ${formatDuration(maxTtlMs)}`);
+  }
+  const cacheTtlMs = durationSetting(input.cacheTtl ?? env.KEYSMITH_CACHE_TTL, 'cache-ttl', DEFAULT_KEY_POLICY.cacheTtlMs);
+  return {
+    dataDir,
+    databaseUrl,
+    host,
+    port,
+    keyPolicy: { ...DEFAULT_KEY_POLICY, defaultTtlMs, maxTtlMs, cacheTtlMs },
+    logLevel: input.logLevel ?? env.KEYSMITH_LOG_LEVEL ?? 'info',
+    usageFlushMs: 5_000,
+    trustProxy: env.KEYSMITH_TRUST_PROXY === '1',
+  };
+}
+
+/** Accepts `host:port`, `:port`, `port` or an http:// URL. */
+export function parseAddr(text: string): { host: string; port: number } {
+  const stripped = text.replace(/^https?:\/\//, '').replace(/\/$/, '');
+  const match = /^(?:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)?:)?([0-9]{1,5})$/.exec(stripped);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port < 0 || port > 65535) {
+    throw new ConfigError(`--addr "${text}" is not host:port (for example 127.0.0.1:7370)`);
+  }
+  return { host: (match[1] ?? DEFAULT_HOST).replace(/^\[|\]$/g, ''), port };
+}
+
+function durationSetting(text: string | undefined, name: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  try {
+    return parseDuration(text, name);
+  } catch {
+    throw new ConfigError(`--${name} "${text}" is not a duration such as 24h or 90d`);
+  }
+}

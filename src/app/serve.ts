@@ -1,0 +1,71 @@
+/**
+ * `keysmith serve`: refuses a master key others can read, initialises a new data directory on
+ * first start (root token shown once), migrates, listens, and on stop drains requests and
+ * flushes pending usage before closing the store.
+ */
+import type { FastifyInstance } from 'fastify';
+import { buildServer, createMetrics, REDACT_PATHS } from '../server/index.js';
+import type { AppConfig } from './config.js';
+import { isInitialised } from './data-dir.js';
+import { initialise, type InitResult } from './init.js';
+import { openServices, type Services } from './services.js';
+
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  readonly services: Services;
+  readonly url: string;
+  /** Set when this start created the data directory. */
+  readonly init?: InitResult;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly logger?: boolean;
+  readonly version?: string;
+}
+
+export async function startServer(config: AppConfig, options: StartOptions = {}): Promise<RunningServer> {
+  const init = isInitialised(config.dataDir) ? undefined : await initialise(config);
+  const services = await openServices(config);
+  let ready = true;
+  let app: FastifyInstance;
+  try {
+    app = await buildServer({
+      keys: services.keys,
+      store: services.store,
+      clock: services.clock,
+      random: services.random,
+      metrics: createMetrics(),
+      trustProxy: config.trustProxy,
+      isReady: () => ready,
+      ...(options.version ? { version: options.version } : {}),
+      logger:
+        options.logger === false
+          ? false
+          : { level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+    });
+    await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await services.close();
+    throw error;
+  }
+  services.keys.usage.start(config.usageFlushMs);
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  let stopping: Promise<void> | undefined;
+  return {
+    app,
+    services,
+    url: `http://${host}:${port}`,
+    ...(init ? { init } : {}),
+    stop() {
+      stopping ??= (async () => {
+        ready = false;
+        await app.close();
+        await services.close();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,38 @@
+/** `keysmith audit verify`: through the API, or offline against the data directory or database. */
+import { verifyChain } from '../../audit/index.js';
+import { resolveConfig } from '../../app/config.js';
+import { openStore } from '../../app/services.js';
+import { optionString, type Command } from '../command.js';
+import { clientFrom } from '../client.js';
+import { progress } from '../render.js';
+
+export const auditVerifyCommand: Command = {
+  name: 'audit verify',
+  summary: 'Check the audit hash chain and name the first event that was edited, deleted or reordered',
+  usage: '[--data DIR | --database postgres://…]  (offline; through the API otherwise)',
+  options: { data: { type: 'string' }, database: { type: 'string' } },
+  positionals: { min: 0, max: 0 },
+  async run(ctx) {
+    const data = optionString(ctx, 'data');
+    const database = optionString(ctx, 'database');
+    let result;
+    let source: string;
+    if (data !== undefined || database !== undefined) {
+      const store = openStore(resolveConfig({ data, database }, ctx.env));
+      source = store.description;
+      try {
+        result = await verifyChain(store.db, { onProgress: ctx.json ? undefined : progress(ctx.stderr, 'Checking events') });
+      } finally {
+        await store.close();
+      }
+    } else {
+      const client = clientFrom(ctx);
+      source = client.addr;
+      result = await client.verifyAudit();
+    }
+    const text = result.ok
+      ? `Audit chain intact: ${result.events} events, head #${result.headSeq} (${source})`
+      : `Audit chain BROKEN at event #${result.problem?.seq}: ${result.problem?.message} (${source})`;
+    return { data: { ...result, source }, text, exitCode: result.ok ? 0 : 1 };
+  },
+};

@@ -1,0 +1,101 @@
+/** Commands that run on the server's machine: init, serve, migrate. */
+import { initialise } from '../../app/init.js';
+import { resolveConfig } from '../../app/config.js';
+import { startServer } from '../../app/serve.js';
+import { openStore } from '../../app/services.js';
+import { optionFlag, optionString, type Command, type CommandContext } from '../command.js';
+import { fields } from '../render.js';
+
+const storeOptions = {
+  data: { type: 'string' },
+  database: { type: 'string' },
+} as const;
+
+function configFrom(ctx: CommandContext) {
+  return resolveConfig(
+    {
+      data: optionString(ctx, 'data'),
+      database: optionString(ctx, 'database'),
+      addr: optionString(ctx, 'addr'),
+      defaultTtl: optionString(ctx, 'default-ttl'),
+      maxTtl: optionString(ctx, 'max-ttl'),
+      cacheTtl: optionString(ctx, 'cache-ttl'),
+      logLevel: optionString(ctx, 'log-level'),
+    },
+    ctx.env,
+  );
+}
+
+const ROOT_TOKEN_WARNING = 'This root token is shown once here; it is also kept (mode 0600) in';
+
+export const initCommand: Command = {
+  name: 'init',
+  summary: 'Create the data directory, master key, database and a root token',
+  usage: '[--data DIR] [--database postgres://…] [--new-root-token]',
+  options: { ...storeOptions, 'new-root-token': { type: 'boolean' }, 'max-ttl': { type: 'string' } },
+  positionals: { min: 0, max: 0 },
+  async run(ctx) {
+    const result = await initialise(configFrom(ctx), { newRootToken: optionFlag(ctx, 'new-root-token') });
+    const lines = [result.created ? `Initialised ${result.dataDir}` : `${result.dataDir} was already initialised`];
+    if (result.migrations.length > 0) lines.push(`Applied migrations: ${result.migrations.join(', ')}`);
+    if (result.rootToken) {
+      lines.push('', `Root token: ${result.rootToken}`, `${ROOT_TOKEN_WARNING} ${result.rootTokenFile}`);
+    }
+    return { data: result, text: lines.join('\n') };
+  },
+};
+
+export const migrateCommand: Command = {
+  name: 'migrate',
+  summary: 'Apply database migrations',
+  usage: '[--data DIR] [--database postgres://…]',
+  options: storeOptions,
+  positionals: { min: 0, max: 0 },
+  async run(ctx) {
+    const store = openStore(configFrom(ctx));
+    try {
+      const applied = await store.migrate();
+      return {
+        data: { database: store.description, applied },
+        text: applied.length > 0 ? `Applied ${applied.join(', ')} to ${store.description}` : `${store.description} is up to date`,
+      };
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'Run the Keysmith server (SQLite in the data directory unless --database is given)',
+  usage: '[--addr 127.0.0.1:7370] [--data DIR] [--database postgres://…] [--max-ttl 90d] [--default-ttl 30d]',
+  options: {
+    ...storeOptions,
+    addr: { type: 'string' },
+    'max-ttl': { type: 'string' },
+    'default-ttl': { type: 'string' },
+    'cache-ttl': { type: 'string' },
+    'log-level': { type: 'string' },
+  },
+  positionals: { min: 0, max: 0 },
+  async run(ctx) {
+    const config = configFrom(ctx);
+    const server = await startServer(config, { logger: config.logLevel !== 'silent' });
+    const say = (text: string) => (ctx.json ? undefined : ctx.stderr.write(`${text}\n`));
+    if (server.init?.rootToken) {
+      say(fields([
+        ['data directory', server.init.dataDir],
+        ['root token', server.init.rootToken],
+      ]));
+      say(`${ROOT_TOKEN_WARNING} ${server.init.rootTokenFile}`);
+    }
+    say(`Keysmith listening on ${server.url} (${server.services.store.description})`);
+    if (ctx.json) {
+      ctx.stdout.write(`${JSON.stringify({ event: 'listening', url: server.url, database: server.services.store.description, ...(server.init?.rootToken ? { rootToken: server.init.rootToken } : {}) })}\n`);
+    }
+    const signal = await ctx.stopSignal;
+    say(`Received ${signal}; draining and flushing usage…`);
+    await server.stop();
+    return { data: { event: 'stopped', signal }, text: 'Stopped' };
+  },
+};

@@ -1,0 +1,3 @@
+export * from './common.js';
+export * from './keys.js';
+export * from './audit.js';

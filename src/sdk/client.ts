@@ -1,0 +1,157 @@
+/**
+ * A typed HTTP client for Keysmith's API. Problems come back as KeysmithApiError with the
+ * server's stable codes; verification outcomes are values, as on the wire.
+ */
+import type {
+  AuditPageWire,
+  ChainVerificationWire,
+  CreateKeyBodyWire,
+  CreateTokenBodyWire,
+  IssuedKeyWire,
+  KeyPageWire,
+  KeyRecordWire,
+  KeyUsageWire,
+  ListAuditQueryWire,
+  ListKeysQueryWire,
+  RotateKeyBodyWire,
+  RotatedKeyWire,
+  UpdateKeyBodyWire,
+  VerifyKeyBodyWire,
+  VerifyResultWire,
+} from '../contract/index.js';
+
+export const DEFAULT_ADDR = 'http://127.0.0.1:7370';
+
+export interface ProblemWire {
+  readonly type?: string;
+  readonly title?: string;
+  readonly status: number;
+  readonly detail?: string;
+  readonly code?: string;
+  readonly error?: string;
+  readonly errors?: ReadonlyArray<{ field?: string; message: string }>;
+  readonly requestId?: string;
+}
+
+export class KeysmithApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly error: string;
+  readonly problem: ProblemWire;
+  constructor(problem: ProblemWire) {
+    super(problem.detail ?? problem.title ?? `HTTP ${problem.status}`);
+    this.name = 'KeysmithApiError';
+    this.status = problem.status;
+    this.code = problem.code ?? 'unknown';
+    this.error = problem.error ?? 'ERR_UNKNOWN';
+    this.problem = problem;
+  }
+}
+
+/** The server could not be reached at all. */
+export class KeysmithConnectionError extends Error {
+  constructor(addr: string, cause: unknown) {
+    super(`cannot reach Keysmith at ${addr}: ${cause instanceof Error ? (cause.cause instanceof Error ? cause.cause.message : cause.message) : String(cause)}`);
+    this.name = 'KeysmithConnectionError';
+  }
+}
+
+export interface KeysmithClientOptions {
+  readonly addr?: string;
+  readonly token?: string;
+  readonly fetch?: typeof fetch;
+  readonly userAgent?: string;
+}
+
+type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
+
+export class KeysmithClient {
+  readonly addr: string;
+  readonly #token: string | undefined;
+  readonly #fetch: typeof fetch;
+  readonly #userAgent: string;
+
+  constructor(options: KeysmithClientOptions = {}) {
+    this.addr = (options.addr ?? DEFAULT_ADDR).replace(/\/+$/, '');
+    this.#token = options.token;
+    this.#fetch = options.fetch ?? fetch;
+    this.#userAgent = options.userAgent ?? 'keysmith-sdk';
+  }
+
+  createKey(body: CreateKeyBodyWire): Promise<IssuedKeyWire> {
+    return this.#call('POST', '/v1/keys', { body });
+  }
+  listKeys(query: ListKeysQueryWire = {}): Promise<KeyPageWire> {
+    return this.#call('GET', '/v1/keys', { query: query as Query });
+  }
+  getKey(id: string): Promise<KeyRecordWire> {
+    return this.#call('GET', `/v1/keys/${encodeURIComponent(id)}`);
+  }
+  verifyKey(body: VerifyKeyBodyWire): Promise<VerifyResultWire> {
+    return this.#call('POST', '/v1/keys/verify', { body });
+  }
+  rotateKey(id: string, body: RotateKeyBodyWire = {}): Promise<RotatedKeyWire> {
+    return this.#call('POST', `/v1/keys/${encodeURIComponent(id)}/rotate`, { body });
+  }
+  revokeKey(id: string, reason?: string): Promise<KeyRecordWire> {
+    return this.#call('POST', `/v1/keys/${encodeURIComponent(id)}/revoke`, { body: reason === undefined ? {} : { reason } });
+  }
+  disableKey(id: string): Promise<KeyRecordWire> {
+    return this.#call('POST', `/v1/keys/${encodeURIComponent(id)}/disable`, { body: {} });
+  }
+  enableKey(id: string): Promise<KeyRecordWire> {
+    return this.#call('POST', `/v1/keys/${encodeURIComponent(id)}/enable`, { body: {} });
+  }
+  retireKey(id: string): Promise<KeyRecordWire> {
+    return this.#call('POST', `/v1/keys/${encodeURIComponent(id)}/retire`, { body: {} });
+  }
+  updateKey(id: string, body: UpdateKeyBodyWire): Promise<KeyRecordWire> {
+    return this.#call('PATCH', `/v1/keys/${encodeURIComponent(id)}`, { body });
+  }
+  keyUsage(id: string, since?: string): Promise<KeyUsageWire> {
+    return this.#call('GET', `/v1/keys/${encodeURIComponent(id)}/usage`, { query: { since } });
+  }
+  createToken(body: CreateTokenBodyWire): Promise<IssuedKeyWire> {
+    return this.#call('POST', '/v1/tokens', { body });
+  }
+  listAudit(query: ListAuditQueryWire = {}): Promise<AuditPageWire> {
+    return this.#call('GET', '/v1/audit', { query: query as Query });
+  }
+  verifyAudit(): Promise<ChainVerificationWire> {
+    return this.#call('POST', '/v1/audit/verify');
+  }
+
+  async #call<T>(method: string, path: string, options: { body?: unknown; query?: Query } = {}): Promise<T> {
+    const url = new URL(this.addr + path);
+    for (const [name, value] of Object.entries(options.query ?? {})) {
+      if (value === undefined) continue;
+      if (Array.isArray(value)) for (const item of value) url.searchParams.append(name, String(item));
+      else url.searchParams.set(name, String(value));
+    }
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': this.#userAgent };
+    if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+    if (options.body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await this.#fetch(url, {
+        method,
+        headers,
+        ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+      });
+    } catch (error) {
+      throw new KeysmithConnectionError(this.addr, error);
+    }
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (!response.ok) {
+      const problem = (parsed && typeof parsed === 'object' ? parsed : {}) as Partial<ProblemWire>;
+      throw new KeysmithApiError({ ...problem, status: response.status });
+    }
+    return parsed as T;
+  }
+}

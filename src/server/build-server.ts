@@ -1,0 +1,125 @@
+/**
+ * Builds the Fastify app apart from any listening socket, so tests drive it with `inject()`.
+ * Bodies are validated strictly (no coercion, unknown fields refused); query strings and path
+ * parameters are coerced from text. Response schemas whitelist every field that leaves.
+ */
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import { Ajv } from 'ajv';
+import type { KeyService } from '../keys/index.js';
+import type { Store } from '../store/index.js';
+import { newRequestId } from '../shared/ids.js';
+import type { RandomBytes } from '../shared/ids.js';
+import type { Clock } from '../shared/clock.js';
+import { createAuthGuard } from './plugins/auth.js';
+import { createMetrics, registerMetrics, type ServerMetrics } from './plugins/metrics.js';
+import { registerProblemHandling } from './plugins/problem.js';
+import type { RouteDeps } from './route-deps.js';
+import { createKeyRoute } from './routes/keys/create.js';
+import { listKeysRoute } from './routes/keys/list.js';
+import { getKeyRoute } from './routes/keys/get.js';
+import { verifyKeyRoute } from './routes/keys/verify.js';
+import { rotateKeyRoute } from './routes/keys/rotate.js';
+import { revokeKeyRoute } from './routes/keys/revoke.js';
+import { keyStateRoutes } from './routes/keys/state.js';
+import { updateKeyRoute } from './routes/keys/update.js';
+import { keyUsageRoute } from './routes/keys/usage.js';
+import { createTokenRoute } from './routes/tokens/create.js';
+import { listAuditRoute } from './routes/audit/list.js';
+import { verifyAuditRoute } from './routes/audit/verify.js';
+import { healthRoutes } from './routes/system/health.js';
+
+export const BODY_LIMIT = 1024 * 1024;
+
+/** Paths the logger must never print. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  '*.key',
+  '*.value',
+  '*.secret',
+  '*.token',
+  'key',
+  'value',
+  'secret',
+  'token',
+];
+
+export interface ServerDeps {
+  readonly keys: KeyService;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly random: RandomBytes;
+  readonly metrics?: ServerMetrics;
+  readonly logger?: FastifyServerOptions['logger'];
+  readonly trustProxy?: boolean;
+  readonly isReady?: () => boolean;
+  readonly version?: string;
+}
+
+export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
+  const metrics = deps.metrics ?? createMetrics({ defaultMetrics: false });
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    // Per-request lines are off: state changes are in the audit log, traffic in /metrics.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT,
+    trustProxy: deps.trustProxy ?? false,
+    genReqId: () => newRequestId(deps.random),
+    requestIdHeader: false,
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+  });
+  const strict = new Ajv({ allErrors: false, removeAdditional: false, useDefaults: true, coerceTypes: false, strict: false });
+  const coercing = new Ajv({ allErrors: false, removeAdditional: false, useDefaults: true, coerceTypes: 'array', strict: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
+
+  app.addHook('onSend', (request, reply, payload, done) => {
+    reply.header('x-request-id', request.id);
+    done(null, payload);
+  });
+  registerProblemHandling(app);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Keysmith API',
+        version: deps.version ?? '0.1.0',
+        description: 'Issue, verify, rotate and revoke API keys; every change is in a hash-chained audit log.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  const routeDeps: RouteDeps = {
+    keys: deps.keys,
+    store: deps.store,
+    clock: deps.clock,
+    metrics,
+    guard: createAuthGuard({ keys: deps.keys, store: deps.store, clock: deps.clock }),
+    isReady: deps.isReady ?? (() => true),
+  };
+  registerMetrics(app, metrics);
+  healthRoutes(app, routeDeps);
+  for (const register of [
+    createKeyRoute,
+    listKeysRoute,
+    verifyKeyRoute,
+    getKeyRoute,
+    rotateKeyRoute,
+    revokeKeyRoute,
+    keyStateRoutes,
+    updateKeyRoute,
+    keyUsageRoute,
+    createTokenRoute,
+    listAuditRoute,
+    verifyAuditRoute,
+  ]) {
+    register(app, routeDeps);
+  }
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,16 @@
+/** What route modules receive: domain services and the auth guard, never the database driver. */
+import type { preHandlerAsyncHookHandler } from 'fastify';
+import type { KeyService } from '../keys/index.js';
+import type { Store } from '../store/index.js';
+import type { Clock } from '../shared/clock.js';
+import type { ServerMetrics } from './plugins/metrics.js';
+
+export interface RouteDeps {
+  readonly keys: KeyService;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly metrics: ServerMetrics;
+  readonly guard: (scope: string) => preHandlerAsyncHookHandler;
+  /** Whether the server accepts traffic (false while draining). */
+  readonly isReady: () => boolean;
+}

@@ -1,0 +1,26 @@
+import type { FastifyInstance } from 'fastify';
+import { KeyIdParam, Problem, RotateKeyBody, RotatedKeySchema, type RotateKeyBodyWire } from '../../../contract/index.js';
+import { actorContext } from '../../plugins/auth.js';
+import type { RouteDeps } from '../../route-deps.js';
+import { errorResponses } from '../responses.js';
+
+export function rotateKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
+  app.post<{ Params: { id: string }; Body: RotateKeyBodyWire | undefined }>(
+    '/v1/keys/:id/rotate',
+    {
+      preHandler: deps.guard('keys:rotate'),
+      schema: {
+        tags: ['keys'],
+        summary: 'Rotate a key: issue a successor; the old key stays valid for the overlap',
+        params: KeyIdParam,
+        body: RotateKeyBody,
+        response: { 201: RotatedKeySchema, ...errorResponses(Problem) },
+      },
+    },
+    async (request, reply) => {
+      const rotated = await deps.keys.rotate(actorContext(request), request.params.id, request.body ?? {});
+      reply.code(201).header('cache-control', 'no-store');
+      return { key: rotated.key, ...rotated.record, previous: rotated.previous };
+    },
+  );
+}

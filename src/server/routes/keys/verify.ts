@@ -1,0 +1,43 @@
+/** The hot path: answers 200 with an outcome code; an invalid key is a value, not an error. */
+import type { FastifyInstance } from 'fastify';
+import { Problem, VerifyKeyBody, VerifyResultSchema, type VerifyKeyBodyWire } from '../../../contract/index.js';
+import type { RouteDeps } from '../../route-deps.js';
+import { errorResponses } from '../responses.js';
+
+export function verifyKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
+  const { verifications, verifyDuration } = deps.metrics;
+  const counters = new Map<string, { inc(): void }>();
+  const counterFor = (code: string) => {
+    let counter = counters.get(code);
+    if (!counter) {
+      counter = verifications.labels({ outcome: code });
+      counters.set(code, counter);
+    }
+    return counter;
+  };
+  app.post<{ Body: VerifyKeyBodyWire }>(
+    '/v1/keys/verify',
+    {
+      preHandler: deps.guard('keys:verify'),
+      schema: {
+        tags: ['keys'],
+        summary: 'Verify a presented key: 200 with valid and an outcome code',
+        body: VerifyKeyBody,
+        response: { 200: VerifyResultSchema, ...errorResponses(Problem) },
+      },
+    },
+    async (request) => {
+      const started = performance.now();
+      const body = request.body;
+      const outcome = await deps.keys.verify({
+        key: body.key,
+        scopes: body.scopes,
+        ip: body.ip ?? request.ip,
+        userAgent: body.userAgent ?? request.headers['user-agent'],
+      });
+      verifyDuration.observe((performance.now() - started) / 1000);
+      counterFor(outcome.code).inc();
+      return outcome;
+    },
+  );
+}
