@@ -1,0 +1,89 @@
+/**
+ * A whole Keysmith on a test store: key service with a fixed clock, a root token, and the
+ * Fastify app for `inject()`.
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../../src/keys/index.js';
+import { createKeyHasher, secureRandom } from '../../src/crypto/index.js';
+import { buildServer, createMetrics } from '../../src/server/index.js';
+import { ManualClock } from '../../src/shared/clock.js';
+import type { Dialect, Store } from '../../src/store/index.js';
+import { createTestStore } from './databases.js';
+
+export const TEST_MASTER_KEY = randomBytes(32);
+
+export interface TestContext {
+  readonly dialect: Dialect;
+  readonly store: Store;
+  readonly clock: ManualClock;
+  readonly keys: KeyService;
+  readonly app: FastifyInstance;
+  /** A management token with scope `*`. */
+  readonly rootToken: string;
+  readonly rootTokenId: string;
+  /** Issues a management token with the given scopes. */
+  token(scopes: string[]): Promise<string>;
+  /** `app.inject` with a bearer token (the root token unless given, none if null). */
+  request(options: {
+    method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+    url: string;
+    body?: unknown;
+    token?: string | null;
+    headers?: Record<string, string>;
+    payload?: string | Buffer;
+  }): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+export interface TestContextOptions {
+  readonly policy?: Partial<KeyPolicyConfig>;
+  readonly start?: string;
+}
+
+export async function createTestContext(dialect: Dialect, options: TestContextOptions = {}): Promise<TestContext> {
+  const testStore = await createTestStore(dialect);
+  const clock = new ManualClock(options.start ?? '2026-11-01T00:00:00.000Z');
+  const keys = new KeyService({
+    db: testStore.store.db,
+    dialect,
+    clock,
+    random: secureRandom,
+    hasher: createKeyHasher(TEST_MASTER_KEY),
+    config: { ...DEFAULT_KEY_POLICY, ...options.policy },
+  });
+  const app = await buildServer({ keys, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }) });
+  const root = await keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['*'], owner: 'root', ttl: '90d' });
+  const context: TestContext = {
+    dialect,
+    store: testStore.store,
+    clock,
+    keys,
+    app,
+    rootToken: root.key,
+    rootTokenId: root.record.id,
+    async token(scopes) {
+      const issued = await keys.issueToken({ actor: root.record.id }, ['*'], { scopes, owner: 'test' });
+      return issued.key;
+    },
+    request({ method, url, body, token, headers, payload }) {
+      const bearer = token === undefined ? root.key : token;
+      return app.inject({
+        method,
+        url,
+        headers: {
+          ...(bearer === null ? {} : { authorization: `Bearer ${bearer}` }),
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...headers,
+        },
+        ...(payload !== undefined ? { payload } : body !== undefined ? { payload: JSON.stringify(body) } : {}),
+      });
+    },
+    async close() {
+      await app.close();
+      await keys.usage.stop().catch(() => undefined);
+      await testStore.cleanup();
+    },
+  };
+  return context;
+}
