@@ -18,7 +18,7 @@ export type AuditEventWire = Static<typeof AuditEventSchema>;
 
 export const ListAuditQuery = Type.Object(
   {
-    after: Type.Optional(Type.Integer({ minimum: 0, description: 'Return events after this sequence number' })),
+    after: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647, description: 'Return events after this sequence number' })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
     target: Type.Optional(Text(200)),
     action: Type.Optional(Text(64)),

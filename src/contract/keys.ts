@@ -98,8 +98,8 @@ export const VerifyKeyBody = Type.Object(
   {
     key: Type.String({ maxLength: 1024, description: 'The presented key; malformed text answers MALFORMED' }),
     scopes: Type.Optional(ScopeList),
-    ip: Type.Optional(Type.String({ maxLength: 64 })),
-    userAgent: Type.Optional(Type.String({ maxLength: 512 })),
+    ip: Type.Optional(Type.String({ maxLength: 64, pattern: '^[0-9A-Fa-f.:]+$', description: 'The client address to check against the allowlist' })),
+    userAgent: Type.Optional(Text(512)),
   },
   { additionalProperties: false },
 );

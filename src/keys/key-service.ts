@@ -237,11 +237,11 @@ export class KeyService {
         break;
     }
     if (filter.expiringWithin !== undefined) {
-      const horizon = iso(now + parseDuration(filter.expiringWithin, 'expiringWithin'));
+      const horizon = iso(now + lookback(filter.expiringWithin, 'expiringWithin'));
       query = query.where('revoked_at', 'is', null).where('expires_at', '>', nowIso).where('expires_at', '<=', horizon);
     }
     if (filter.unusedFor !== undefined) {
-      const cutoff = iso(now - parseDuration(filter.unusedFor, 'unusedFor'));
+      const cutoff = iso(now - lookback(filter.unusedFor, 'unusedFor'));
       await this.usage.flush();
       query = query.where((eb) =>
         eb.or([
@@ -426,7 +426,7 @@ export class KeyService {
   }
 
   async usageOf(keyId: string, since: string): Promise<KeyUsage> {
-    const sinceMs = this.#deps.clock.now() - parseDuration(since, 'since');
+    const sinceMs = this.#deps.clock.now() - lookback(since, 'since');
     const record = await this.get(keyId);
     const usage = await this.usage.read(keyId, sinceMs);
     const row = await this.#deps.db
@@ -628,6 +628,11 @@ function notFound(keyId: string): AppError {
   return new AppError('ERR_KEY_NOT_FOUND', `no key with id ${keyId}`);
 }
 
+/** A query window, capped at ten years so no filter can step outside the calendar. */
+function lookback(text: string, field: string): number {
+  return Math.min(parseDuration(text, field), 3650 * 86_400_000);
+}
+
 function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
@@ -639,7 +644,8 @@ function encodeCursor(createdAt: string, id: string): string {
 function decodeCursor(cursor: string): [string, string] {
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+    const printable = (v: unknown): v is string => typeof v === 'string' && v.length <= 64 && /^[\x20-\x7e]*$/.test(v);
+    if (Array.isArray(value) && value.length === 2 && printable(value[0]) && printable(value[1])) {
       return [value[0], value[1]];
     }
   } catch {

@@ -1,6 +1,17 @@
 /** Every CLI command, in help order. */
 import type { Command } from '../command.js';
 import { initCommand, migrateCommand, serveCommand } from './server.js';
+import { keysCommands } from './keys.js';
+import { createTokenCommand } from './tokens.js';
+import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
 
-export const COMMANDS: readonly Command[] = [initCommand, serveCommand, migrateCommand, auditVerifyCommand];
+export const COMMANDS: readonly Command[] = [
+  initCommand,
+  serveCommand,
+  migrateCommand,
+  ...keysCommands,
+  createTokenCommand,
+  auditListCommand,
+  auditVerifyCommand,
+];

@@ -36,9 +36,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
 }
 
 export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): void {
+  // Label children are cached: resolving labels on every request costs more than the increment.
+  const children = new Map<string, { inc(): void }>();
   app.addHook('onResponse', (request, reply, done) => {
     // Route patterns, never raw URLs: a URL could carry an id or worse.
-    metrics.httpRequests.inc({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: reply.statusCode });
+    const route = request.routeOptions.url ?? 'unmatched';
+    const slot = `${request.method} ${reply.statusCode} ${route}`;
+    let child = children.get(slot);
+    if (!child) {
+      child = metrics.httpRequests.labels({ method: request.method, route, status: reply.statusCode });
+      children.set(slot, child);
+    }
+    child.inc();
     done();
   });
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {

@@ -39,7 +39,7 @@ export function toAppError(error: FastifyError): AppError | undefined {
       const path = issue.instancePath.replace(/^\//, '').replace(/\//g, '.');
       const params = issue.params as Record<string, unknown>;
       const field = issue.keyword === 'additionalProperties' ? [path, params.additionalProperty].filter(Boolean).join('.') : path || (params.missingProperty as string | undefined) || undefined;
-      return { ...(field ? { field: `${error.validationContext ?? 'body'}.${field}`.replace(/^body\./, '') } : {}), message: describe(issue.keyword, params, issue.message) };
+      return { ...(field ? { field } : {}), message: describe(issue.keyword, params, issue.message) };
     });
     const first = details[0];
     const where = error.validationContext === 'querystring' ? 'query parameter' : error.validationContext === 'params' ? 'path parameter' : 'field';
