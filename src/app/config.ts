@@ -3,9 +3,9 @@ import { resolve } from 'node:path';
 import { parseDuration, formatDuration } from '../shared/duration.js';
 import { DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../keys/index.js';
 
-export const DEFAULT_PORT = 7370;
-export const DEFAULT_HOST = '127.0.0.1';
-export const DEFAULT_DATA_DIR = '.keysmith';
+import { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
+
+export { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT };
 
 export interface AppConfig {
   readonly dataDir: string;
@@ -27,13 +27,6 @@ export interface ConfigInput {
   readonly maxTtl?: string | undefined;
   readonly cacheTtl?: string | undefined;
   readonly logLevel?: string | undefined;
-}
-
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
 }
 
 export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = process.env): AppConfig {

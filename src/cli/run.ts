@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { KeysmithApiError, KeysmithConnectionError } from '../sdk/index.js';
 import { MasterKeyError } from '../crypto/index.js';
-import { ConfigError } from '../app/config.js';
+import { ConfigError } from '../app/defaults.js';
 import { isAppError } from '../shared/errors.js';
 import { redactKeys } from '../shared/redact.js';
 import { RefusedError, UsageError, type Command, type CommandIO } from './command.js';
@@ -16,7 +16,8 @@ export interface RunOptions extends CommandIO {
   readonly commands?: readonly Command[];
 }
 
-export async function runCli(argv: readonly string[], io: RunOptions): Promise<number> {
+export async function runCli(args: readonly string[], io: RunOptions): Promise<number> {
+  let argv = args;
   const commands = io.commands ?? COMMANDS;
   const json = argv.includes('--json');
   const write = (stream: NodeJS.WritableStream, text: string) => stream.write(text.endsWith('\n') ? text : `${text}\n`);
@@ -26,6 +27,9 @@ export async function runCli(argv: readonly string[], io: RunOptions): Promise<n
     return exitCode;
   };
 
+  // `--json` may come before the command words.
+  const leading = argv.findIndex((arg) => arg !== '--json');
+  if (leading > 0) argv = [...argv.slice(leading), ...argv.slice(0, leading)];
   const words = argv.filter((arg) => !arg.startsWith('-'));
   if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
     write(io.stdout, helpText(commands));
@@ -52,7 +56,7 @@ export async function runCli(argv: readonly string[], io: RunOptions): Promise<n
         strict: true,
       });
     } catch (error) {
-      throw new UsageError(error instanceof Error ? error.message.replace(/\. To specify.*$/s, '') : String(error));
+      throw new UsageError(error instanceof Error ? (error.message.split('\n')[0] ?? '').replace(/\. To specify.*$/, '') : String(error));
     }
     if (parsed.values.help) {
       write(io.stdout, `Usage: keysmith ${command.name} ${command.usage}\n\n${command.summary}`);
@@ -83,6 +87,7 @@ export async function runCli(argv: readonly string[], io: RunOptions): Promise<n
     }
     if (error instanceof KeysmithApiError) {
       const usage = error.status === 400 || error.status === 413 || error.status === 415;
+      if (error.status === 401 && !json) write(io.stderr, 'Hint: set KEYSMITH_TOKEN to a management token, or run on the server machine where ./.keysmith/root-token exists');
       return fail(usage ? 2 : 1, error.error, error.message, { status: error.status, category: error.code, ...(error.problem.errors ? { errors: error.problem.errors } : {}) });
     }
     if (error instanceof RefusedError) return fail(1, error.code, error.message);

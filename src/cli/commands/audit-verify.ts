@@ -1,7 +1,4 @@
 /** `keysmith audit verify`: through the API, or offline against the data directory or database. */
-import { verifyChain } from '../../audit/index.js';
-import { resolveConfig } from '../../app/config.js';
-import { openStore } from '../../app/services.js';
 import { optionString, type Command } from '../command.js';
 import { clientFrom } from '../client.js';
 import { progress } from '../render.js';
@@ -18,6 +15,12 @@ export const auditVerifyCommand: Command = {
     let result;
     let source: string;
     if (data !== undefined || database !== undefined) {
+      // Offline: load the store only now, so API commands stay light.
+      const [{ verifyChain }, { resolveConfig }, { openStore }] = await Promise.all([
+        import('../../audit/index.js'),
+        import('../../app/config.js'),
+        import('../../app/services.js'),
+      ]);
       const store = openStore(resolveConfig({ data, database }, ctx.env));
       source = store.description;
       try {

@@ -1,8 +1,6 @@
 /** Commands that run on the server's machine: init, serve, migrate. */
-import { initialise } from '../../app/init.js';
-import { resolveConfig } from '../../app/config.js';
-import { startServer } from '../../app/serve.js';
-import { openStore } from '../../app/services.js';
+// The app modules (Fastify, Kysely, drivers) load lazily: client commands should start fast.
+import type { AppConfig } from '../../app/config.js';
 import { optionFlag, optionString, type Command, type CommandContext } from '../command.js';
 import { fields } from '../render.js';
 
@@ -11,7 +9,8 @@ const storeOptions = {
   database: { type: 'string' },
 } as const;
 
-function configFrom(ctx: CommandContext) {
+async function configFrom(ctx: CommandContext): Promise<AppConfig> {
+  const { resolveConfig } = await import('../../app/config.js');
   return resolveConfig(
     {
       data: optionString(ctx, 'data'),
@@ -35,7 +34,8 @@ export const initCommand: Command = {
   options: { ...storeOptions, 'new-root-token': { type: 'boolean' }, 'max-ttl': { type: 'string' } },
   positionals: { min: 0, max: 0 },
   async run(ctx) {
-    const result = await initialise(configFrom(ctx), { newRootToken: optionFlag(ctx, 'new-root-token') });
+    const { initialise } = await import('../../app/init.js');
+    const result = await initialise(await configFrom(ctx), { newRootToken: optionFlag(ctx, 'new-root-token') });
     const lines = [result.created ? `Initialised ${result.dataDir}` : `${result.dataDir} was already initialised`];
     if (result.migrations.length > 0) lines.push(`Applied migrations: ${result.migrations.join(', ')}`);
     if (result.rootToken) {
@@ -52,7 +52,8 @@ export const migrateCommand: Command = {
   options: storeOptions,
   positionals: { min: 0, max: 0 },
   async run(ctx) {
-    const store = openStore(configFrom(ctx));
+    const { openStore } = await import('../../app/services.js');
+    const store = openStore(await configFrom(ctx));
     try {
       const applied = await store.migrate();
       return {
@@ -79,7 +80,8 @@ export const serveCommand: Command = {
   },
   positionals: { min: 0, max: 0 },
   async run(ctx) {
-    const config = configFrom(ctx);
+    const config = await configFrom(ctx);
+    const { startServer } = await import('../../app/serve.js');
     const server = await startServer(config, { logger: config.logLevel !== 'silent' });
     const say = (text: string) => (ctx.json ? undefined : ctx.stderr.write(`${text}\n`));
     if (server.init?.rootToken) {
