@@ -29,6 +29,8 @@ export const ScopeList = Type.Array(Scope, { maxItems: 50 });
 export const LABEL_NAME = '^[a-z0-9]([a-z0-9._/-]{0,62})$';
 export const Labels = Type.Record(Type.String({ pattern: LABEL_NAME }), Text(256), {
   maxProperties: 50,
+  // TypeBox emits patternProperties only; without this, names outside the pattern pass with any value.
+  additionalProperties: false,
   description: 'key=value labels; names are lowercase letters, digits, ".", "_", "/", "-"',
 });
 

@@ -1,5 +1,7 @@
 export {
   KeyService,
+  SERVICE_TARGET,
+  type KeyTarget,
   DEFAULT_KEY_POLICY,
   type KeyPolicyConfig,
   type KeyServiceDeps,

@@ -111,6 +111,17 @@ export interface KeyPage {
   readonly nextCursor: string | null;
 }
 
+/**
+ * Which kind of key an operation may touch. Management tokens are only reachable through the
+ * token routes, and then only by a caller whose scopes cover the token's own: otherwise a
+ * narrow token could rotate the root token into a fresh `*` token.
+ */
+export type KeyTarget =
+  | { readonly kind: 'service' }
+  | { readonly kind: 'management'; readonly callerScopes: readonly string[] };
+
+export const SERVICE_TARGET: KeyTarget = Object.freeze({ kind: 'service' });
+
 /** The authenticated caller of the management API. */
 export interface Principal {
   readonly id: string;
@@ -190,9 +201,9 @@ export class KeyService {
     );
   }
 
-  async get(keyId: string): Promise<KeyRecord> {
+  async get(keyId: string, kind: KeyKind = 'service'): Promise<KeyRecord> {
     const row = await this.#deps.db.selectFrom('api_keys').selectAll().where('id', '=', keyId).executeTakeFirst();
-    if (!row) throw notFound(keyId);
+    if (!row || row.kind !== kind) throw notFound(keyId);
     return this.#record(this.#deps.db, row);
   }
 
@@ -266,13 +277,13 @@ export class KeyService {
     };
   }
 
-  async rotate(ctx: ActorContext, keyId: string, input: RotateKeyInput): Promise<RotatedKey> {
+  async rotate(ctx: ActorContext, keyId: string, input: RotateKeyInput, target: KeyTarget = SERVICE_TARGET): Promise<RotatedKey> {
     const { config } = this.#deps;
     const overlapMs = input.overlap === undefined ? config.defaultOverlapMs : parseDuration(input.overlap, 'overlap');
     if (overlapMs > config.maxTtlMs) {
       throw new AppError('ERR_TTL_TOO_LONG', `overlap ${input.overlap} is longer than the maximum key lifetime ${formatDuration(config.maxTtlMs)}`);
     }
-    const result = await this.#change(ctx, keyId, async (trx, old, now) => {
+    const result = await this.#change(ctx, keyId, target, async (trx, old, now) => {
       assertRotatable(old, iso(now));
       const lifetime = Math.min(Date.parse(old.expires_at) - Date.parse(old.created_at), config.maxTtlMs);
       const expiresAt = input.ttl !== undefined || input.expiresAt !== undefined ? this.#expiry(input, now) : iso(now + lifetime);
@@ -319,12 +330,12 @@ export class KeyService {
       ];
       return { value: { key, successorId }, audit, alsoInvalidate: [successorId] };
     });
-    const [record, previous] = await Promise.all([this.get(result.successorId), this.get(keyId)]);
+    const [record, previous] = await Promise.all([this.get(result.successorId, target.kind), this.get(keyId, target.kind)]);
     return { key: result.key, record, previous };
   }
 
-  async revoke(ctx: ActorContext, keyId: string, reason: string | undefined): Promise<KeyRecord> {
-    await this.#change(ctx, keyId, async (trx, old, now) => {
+  async revoke(ctx: ActorContext, keyId: string, reason: string | undefined, target: KeyTarget = SERVICE_TARGET): Promise<KeyRecord> {
+    await this.#change(ctx, keyId, target, async (trx, old, now) => {
       if (old.revoked_at !== null) throw new AppError('ERR_KEY_REVOKED', `key ${old.id} is already revoked`);
       await trx
         .updateTable('api_keys')
@@ -333,11 +344,11 @@ export class KeyService {
         .execute();
       return { value: undefined, audit: [{ action: `${auditNoun(old.kind)}.revoked`, target: old.id, data: { reason: reason ?? null } }] };
     });
-    return this.get(keyId);
+    return this.get(keyId, target.kind);
   }
 
   async disable(ctx: ActorContext, keyId: string): Promise<KeyRecord> {
-    await this.#change(ctx, keyId, async (trx, old, now) => {
+    await this.#change(ctx, keyId, SERVICE_TARGET, async (trx, old, now) => {
       assertNotRevoked(old);
       if (old.disabled_at !== null) return { value: undefined, audit: [] };
       await trx.updateTable('api_keys').set({ disabled_at: iso(now), updated_at: iso(now) }).where('id', '=', old.id).execute();
@@ -347,7 +358,7 @@ export class KeyService {
   }
 
   async enable(ctx: ActorContext, keyId: string): Promise<KeyRecord> {
-    await this.#change(ctx, keyId, async (trx, old, now) => {
+    await this.#change(ctx, keyId, SERVICE_TARGET, async (trx, old, now) => {
       assertNotRevoked(old);
       if (old.disabled_at === null) return { value: undefined, audit: [] };
       await trx.updateTable('api_keys').set({ disabled_at: null, updated_at: iso(now) }).where('id', '=', old.id).execute();
@@ -357,7 +368,7 @@ export class KeyService {
   }
 
   async update(ctx: ActorContext, keyId: string, input: UpdateKeyInput): Promise<KeyRecord> {
-    await this.#change(ctx, keyId, async (trx, old, now) => {
+    await this.#change(ctx, keyId, SERVICE_TARGET, async (trx, old, now) => {
       assertNotRevoked(old);
       const set: Partial<ApiKeysTable> = {};
       const changed: Record<string, unknown> = {};
@@ -388,6 +399,9 @@ export class KeyService {
         changed.rateLimit = input.rateLimit;
       }
       if (input.ttl !== undefined || input.expiresAt !== undefined) {
+        if (old.expires_at <= iso(now)) {
+          throw new AppError('ERR_KEY_EXPIRED', `key ${old.id} has expired and cannot be brought back; issue a new key instead`);
+        }
         const expiresAt = this.#expiry(input, now);
         const ceiling = Date.parse(old.created_at) + this.#deps.config.maxTtlMs;
         if (Date.parse(expiresAt) > ceiling) {
@@ -412,7 +426,7 @@ export class KeyService {
   }
 
   async retire(ctx: ActorContext, keyId: string): Promise<KeyRecord> {
-    await this.#change(ctx, keyId, async (trx, old, now) => {
+    await this.#change(ctx, keyId, SERVICE_TARGET, async (trx, old, now) => {
       if (old.retired_at !== null) throw new AppError('ERR_KEY_RETIRED', `key ${old.id} is already retired`);
       const nowIso = iso(now);
       const graceOver = old.replaced_by !== null && old.grace_ends_at !== null && old.grace_ends_at <= nowIso;
@@ -496,7 +510,7 @@ export class KeyService {
       }, iso(now));
     });
     this.verifier.invalidate(id);
-    return { key, record: await this.get(id) };
+    return { key, record: await this.get(id, kind) };
   }
 
   /**
@@ -506,6 +520,7 @@ export class KeyService {
   async #change<T>(
     ctx: ActorContext,
     keyId: string,
+    target: KeyTarget,
     apply: (
       trx: Transaction<Database>,
       old: ApiKeysTable,
@@ -515,7 +530,13 @@ export class KeyService {
     const now = this.#deps.clock.now();
     const result = await this.#deps.db.transaction().execute(async (trx) => {
       const old = await lockRow(trx, keyId, this.#deps.dialect);
-      if (!old) throw notFound(keyId);
+      if (!old || old.kind !== target.kind) throw notFound(keyId);
+      if (target.kind === 'management') {
+        const beyond = missingScopes(target.callerScopes, JSON.parse(old.scopes) as string[]);
+        if (beyond.length > 0) {
+          throw new AppError('ERR_SCOPE_ESCALATION', `this token cannot change token ${old.id}: it holds ${beyond.join(', ')}, which the caller does not`);
+        }
+      }
       const outcome = await apply(trx, old, now);
       for (const event of outcome.audit) await appendAudit(trx, ctx, event, iso(now));
       return outcome;
@@ -594,6 +615,7 @@ function assertRotatable(row: ApiKeysTable, nowIso: string): void {
     throw new AppError('ERR_KEY_SUPERSEDED', `key ${row.id} has already been rotated; rotate its successor ${row.replaced_by} instead`);
   }
   if (row.expires_at <= nowIso) throw new AppError('ERR_KEY_EXPIRED', `key ${row.id} has expired; issue a new key instead`);
+  if (row.disabled_at !== null) throw new AppError('ERR_KEY_DISABLED', `key ${row.id} is disabled; enable it before rotating, or revoke it`);
 }
 
 function normaliseAllowlist(list: readonly string[] | null): string[] | null {

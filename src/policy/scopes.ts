@@ -11,6 +11,9 @@ export const MANAGEMENT_SCOPES = [
   'keys:revoke',
   'keys:update',
   'tokens:create',
+  'tokens:read',
+  'tokens:rotate',
+  'tokens:revoke',
   'audit:read',
 ] as const;
 

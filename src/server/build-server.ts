@@ -25,6 +25,7 @@ import { keyStateRoutes } from './routes/keys/state.js';
 import { updateKeyRoute } from './routes/keys/update.js';
 import { keyUsageRoute } from './routes/keys/usage.js';
 import { createTokenRoute } from './routes/tokens/create.js';
+import { manageTokenRoutes } from './routes/tokens/manage.js';
 import { listAuditRoute } from './routes/audit/list.js';
 import { verifyAuditRoute } from './routes/audit/verify.js';
 import { healthRoutes } from './routes/system/health.js';
@@ -78,8 +79,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, app.getDefaultJsonParser('error', 'error'));
   // A bodiless POST (revoke, disable, …) is an empty object, so defaults apply and "required" errors name the field.
+  // A literal JSON null is not "no body": it stays null and fails validation.
   app.addHook('preValidation', (request, _reply, done) => {
-    if (request.body === undefined || request.body === null) request.body = {};
+    if (request.body === undefined) request.body = {};
     done();
   });
   app.addHook('onSend', (request, reply, payload, done) => {
@@ -122,6 +124,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     updateKeyRoute,
     keyUsageRoute,
     createTokenRoute,
+    manageTokenRoutes,
     listAuditRoute,
     verifyAuditRoute,
   ]) {

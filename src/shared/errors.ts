@@ -38,6 +38,7 @@ export const ERROR_REGISTRY = {
   ERR_KEY_RETIRED: { status: 409, category: 'conflict', title: 'The key is retired' },
   ERR_KEY_NOT_RETIRABLE: { status: 409, category: 'conflict', title: 'Only a revoked or expired key can be retired' },
   ERR_KEY_EXPIRED: { status: 409, category: 'conflict', title: 'The key has expired' },
+  ERR_KEY_DISABLED: { status: 409, category: 'conflict', title: 'The key is disabled' },
   ERR_SCOPE_WIDENING: { status: 422, category: 'policy_violation', title: 'Scopes can only be narrowed' },
   ERR_TTL_TOO_LONG: { status: 422, category: 'policy_violation', title: 'The expiry is past the allowed maximum' },
   ERR_SCOPE_ESCALATION: { status: 403, category: 'forbidden', title: 'A token cannot grant scopes it does not hold' },

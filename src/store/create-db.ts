@@ -36,7 +36,7 @@ export function createStore(options: StoreOptions): Store {
     db,
     dialect: options.dialect,
     description,
-    migrate: () => migrateToLatest(db),
+    migrate: () => migrateToLatest(db, options.dialect === 'postgres' ? options.schema : undefined),
     async ping() {
       await db.selectFrom('audit_head').select('seq').limit(1).execute();
     },
@@ -70,8 +70,9 @@ function openPostgres(options: { url: string; schema?: string; poolSize?: number
   };
 }
 
-async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
-  const migrator = new Migrator({ db, provider: migrationProvider });
+async function migrateToLatest(db: Kysely<Database>, schema: string | undefined): Promise<string[]> {
+  // With a schema, Kysely must look for its own tables there, not in any schema it can see.
+  const migrator = new Migrator({ db, provider: migrationProvider, ...(schema ? { migrationTableSchema: schema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);

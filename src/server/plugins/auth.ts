@@ -3,7 +3,7 @@
  * refused (they are what `verify` checks, never callers). Every failed authentication and every
  * denied call writes an audit event; none carries the presented token.
  */
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { recordAuditEvent, type ActorContext } from '../../audit/index.js';
 import type { KeyService, Principal, AuthFailure } from '../../keys/index.js';
 import { hasScope } from '../../policy/index.js';
@@ -24,6 +24,8 @@ export interface AuthDeps {
   readonly clock: Clock;
 }
 
+const BEARER_RE = /^bearer +(\S+) *$/i;
+
 const FAILURE_MESSAGES: Record<AuthFailure | 'missing', string> = {
   missing: 'send a management token as "Authorization: Bearer <token>"',
   MALFORMED: 'the bearer token is not a Keysmith token',
@@ -39,8 +41,8 @@ export function actorContext(request: FastifyRequest): ActorContext {
   return { actor: request.principal?.id ?? 'anonymous', requestId: request.id, sourceIp: request.ip };
 }
 
-/** Builds a preHandler that authenticates the caller and requires one scope. */
-export function createAuthGuard(deps: AuthDeps): (scope: string) => preHandlerAsyncHookHandler {
+/** Builds an onRequest hook that authenticates the caller and requires one scope, before any body is read. */
+export function createAuthGuard(deps: AuthDeps): (scope: string) => onRequestAsyncHookHandler {
   const deny = async (request: FastifyRequest, action: string, data: Record<string, unknown>, target: string | null) => {
     await recordAuditEvent(
       deps.store.db,
@@ -52,7 +54,8 @@ export function createAuthGuard(deps: AuthDeps): (scope: string) => preHandlerAs
   return (scope: string) =>
     async function authGuard(this: unknown, request: FastifyRequest, _reply: FastifyReply) {
       const header = request.headers.authorization;
-      const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+      // The scheme is case-insensitive (RFC 9110 §11.1).
+      const token = typeof header === 'string' ? BEARER_RE.exec(header)?.[1] : undefined;
       if (!token) {
         await deny(request, 'auth.failed', { reason: 'missing' }, null);
         throw new AppError('ERR_UNAUTHENTICATED', FAILURE_MESSAGES.missing);

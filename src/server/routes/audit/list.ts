@@ -8,7 +8,7 @@ export function listAuditRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.get<{ Querystring: ListAuditQueryWire }>(
     '/v1/audit',
     {
-      preHandler: deps.guard('audit:read'),
+      onRequest: deps.guard('audit:read'),
       schema: {
         tags: ['audit'],
         summary: 'Page through audit events in sequence order',

@@ -8,7 +8,7 @@ export function verifyAuditRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.post(
     '/v1/audit/verify',
     {
-      preHandler: deps.guard('audit:read'),
+      onRequest: deps.guard('audit:read'),
       schema: {
         tags: ['audit'],
         summary: 'Check the hash chain and name the first event that was edited, deleted or reordered',

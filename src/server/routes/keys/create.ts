@@ -8,7 +8,7 @@ export function createKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.post<{ Body: CreateKeyBodyWire }>(
     '/v1/keys',
     {
-      preHandler: deps.guard('keys:create'),
+      onRequest: deps.guard('keys:create'),
       schema: {
         tags: ['keys'],
         summary: 'Issue a service key; the key is in the response once and never again',

@@ -7,7 +7,7 @@ export function getKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.get<{ Params: { id: string } }>(
     '/v1/keys/:id',
     {
-      preHandler: deps.guard('keys:read'),
+      onRequest: deps.guard('keys:read'),
       schema: {
         tags: ['keys'],
         summary: 'Read one key record (never its secret or hash)',

@@ -7,7 +7,7 @@ export function listKeysRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.get<{ Querystring: ListKeysQueryWire }>(
     '/v1/keys',
     {
-      preHandler: deps.guard('keys:read'),
+      onRequest: deps.guard('keys:read'),
       schema: {
         tags: ['keys'],
         summary: 'List service keys, newest first, with filters and cursor pagination',

@@ -8,7 +8,7 @@ export function revokeKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.post<{ Params: { id: string }; Body: { reason?: string } | undefined }>(
     '/v1/keys/:id/revoke',
     {
-      preHandler: deps.guard('keys:revoke'),
+      onRequest: deps.guard('keys:revoke'),
       schema: {
         tags: ['keys'],
         summary: 'Revoke a key now; the next verify on this server answers REVOKED',

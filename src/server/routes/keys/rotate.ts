@@ -8,7 +8,7 @@ export function rotateKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.post<{ Params: { id: string }; Body: RotateKeyBodyWire | undefined }>(
     '/v1/keys/:id/rotate',
     {
-      preHandler: deps.guard('keys:rotate'),
+      onRequest: deps.guard('keys:rotate'),
       schema: {
         tags: ['keys'],
         summary: 'Rotate a key: issue a successor; the old key stays valid for the overlap',

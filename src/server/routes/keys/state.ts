@@ -20,7 +20,7 @@ export function keyStateRoutes(app: FastifyInstance, deps: RouteDeps): void {
     app.post<{ Params: { id: string } }>(
       `/v1/keys/:id/${name}`,
       {
-        preHandler: deps.guard(scope),
+        onRequest: deps.guard(scope),
         schema: {
           tags: ['keys'],
           summary,

@@ -8,7 +8,7 @@ export function updateKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.patch<{ Params: { id: string }; Body: UpdateKeyBodyWire }>(
     '/v1/keys/:id',
     {
-      preHandler: deps.guard('keys:update'),
+      onRequest: deps.guard('keys:update'),
       schema: {
         tags: ['keys'],
         summary: 'Change labels, narrow scopes, set the allowlist, rate limit or expiry',

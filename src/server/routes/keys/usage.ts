@@ -7,7 +7,7 @@ export function keyUsageRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.get<{ Params: { id: string }; Querystring: { since?: string } }>(
     '/v1/keys/:id/usage',
     {
-      preHandler: deps.guard('keys:read'),
+      onRequest: deps.guard('keys:read'),
       schema: {
         tags: ['keys'],
         summary: 'Verifications per minute by outcome, and the last use',

@@ -18,7 +18,7 @@ export function verifyKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.post<{ Body: VerifyKeyBodyWire }>(
     '/v1/keys/verify',
     {
-      preHandler: deps.guard('keys:verify'),
+      onRequest: deps.guard('keys:verify'),
       schema: {
         tags: ['keys'],
         summary: 'Verify a presented key: 200 with valid and an outcome code',

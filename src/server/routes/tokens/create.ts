@@ -8,7 +8,7 @@ export function createTokenRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.post<{ Body: CreateTokenBodyWire }>(
     '/v1/tokens',
     {
-      preHandler: deps.guard('tokens:create'),
+      onRequest: deps.guard('tokens:create'),
       schema: {
         tags: ['tokens'],
         summary: 'Issue a management token with some of the caller’s scopes (keys:verify for a gateway)',
