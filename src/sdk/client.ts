@@ -114,6 +114,18 @@ export class KeysmithClient {
   createToken(body: CreateTokenBodyWire): Promise<IssuedKeyWire> {
     return this.#call('POST', '/v1/tokens', { body });
   }
+  listTokens(query: { cursor?: string; limit?: number } = {}): Promise<KeyPageWire> {
+    return this.#call('GET', '/v1/tokens', { query });
+  }
+  getToken(id: string): Promise<KeyRecordWire> {
+    return this.#call('GET', `/v1/tokens/${encodeURIComponent(id)}`);
+  }
+  rotateToken(id: string, body: RotateKeyBodyWire = {}): Promise<RotatedKeyWire> {
+    return this.#call('POST', `/v1/tokens/${encodeURIComponent(id)}/rotate`, { body });
+  }
+  revokeToken(id: string, reason?: string): Promise<KeyRecordWire> {
+    return this.#call('POST', `/v1/tokens/${encodeURIComponent(id)}/revoke`, { body: reason === undefined ? {} : { reason } });
+  }
   listAudit(query: ListAuditQueryWire = {}): Promise<AuditPageWire> {
     return this.#call('GET', '/v1/audit', { query: query as Query });
   }

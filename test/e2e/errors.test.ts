@@ -131,4 +131,29 @@ describe.concurrent('authentication', { timeout: 120_000 }, () => {
     expect(created.code).toBe(1);
     expect(created.stderr).toMatch(/lacks the scope "keys:create"/);
   });
+
+  it('lists, rotates and revokes management tokens, refusing one that would outrank the caller', async ({ expect }) => {
+    const issued = await server.cli(['tokens', 'create', '--scope', 'tokens:*', '--owner', 'token-admin', '--json']);
+    expect(issued.code, issued.stderr).toBe(0);
+    const admin = issued.json<{ key: string; id: string }>();
+    const rootId = (await server.cli(['tokens', 'list', '--all', '--json'])).json<{ data: Array<{ id: string; owner: string; scopes: string[] }> }>()
+      .data.find((t) => t.owner === 'root')!.id;
+
+    const escalate = await server.cli(['tokens', 'rotate', rootId, '--json'], { env: { KEYSMITH_TOKEN: admin.key } });
+    expect(escalate.code).toBe(1);
+    expect(escalate.errorJson().error.code).toBe('ERR_SCOPE_ESCALATION');
+
+    const rotated = await server.cli(['tokens', 'rotate', admin.id, '--overlap', '1h', '--json'], { env: { KEYSMITH_TOKEN: admin.key } });
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const successor = rotated.json<{ key: string; id: string; scopes: string[] }>();
+    expect(successor.scopes).toEqual(['tokens:*']);
+
+    const revoked = await server.cli(['tokens', 'revoke', admin.id, '--reason', 'rotated'], { env: { KEYSMITH_TOKEN: successor.key } });
+    expect(revoked.code, revoked.stderr).toBe(0);
+    const refused = await server.cli(['tokens', 'list'], { env: { KEYSMITH_TOKEN: admin.key } });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/revoked/);
+    const shown = await server.cli(['tokens', 'show', successor.id, '--json'], { env: { KEYSMITH_TOKEN: successor.key } });
+    expect(shown.json<{ replaces: string }>().replaces).toBe(admin.id);
+  });
 });

@@ -2,7 +2,7 @@
 import type { Command } from '../command.js';
 import { initCommand, migrateCommand, serveCommand } from './server.js';
 import { keysCommands } from './keys.js';
-import { createTokenCommand } from './tokens.js';
+import { tokenCommands } from './tokens.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
 
@@ -11,7 +11,7 @@ export const COMMANDS: readonly Command[] = [
   serveCommand,
   migrateCommand,
   ...keysCommands,
-  createTokenCommand,
+  ...tokenCommands,
   auditListCommand,
   auditVerifyCommand,
 ];

@@ -110,7 +110,7 @@ export function recordFields(record: KeyRecordWire): string {
   return fields(entries);
 }
 
-function issuedText(issued: IssuedKeyWire, noun: 'key' | 'token', heading: string[] = []): string {
+export function issuedText(issued: IssuedKeyWire, noun: 'key' | 'token', heading: string[] = []): string {
   return [
     ...heading,
     `${noun === 'key' ? 'Key' : 'Token'}: ${issued.key}`,
