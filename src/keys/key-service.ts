@@ -534,7 +534,7 @@ export class KeyService {
       if (target.kind === 'management') {
         const beyond = missingScopes(target.callerScopes, JSON.parse(old.scopes) as string[]);
         if (beyond.length > 0) {
-          throw new AppError('ERR_SCOPE_ESCALATION', `this token cannot change token ${old.id}: it holds ${beyond.join(', ')}, which the caller does not`);
+          throw new AppError('ERR_SCOPE_ESCALATION', `this token cannot change token ${old.id}: that token holds scopes this one does not`);
         }
       }
       const outcome = await apply(trx, old, now);
