@@ -15,7 +15,6 @@ export interface AppConfig {
   readonly port: number;
   readonly keyPolicy: KeyPolicyConfig;
   readonly logLevel: string;
-  readonly usageFlushMs: number;
   readonly trustProxy: boolean;
 }
 
@@ -49,7 +48,6 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
     port,
     keyPolicy: { ...DEFAULT_KEY_POLICY, defaultTtlMs, maxTtlMs, cacheTtlMs },
     logLevel: input.logLevel ?? env.KEYSMITH_LOG_LEVEL ?? 'info',
-    usageFlushMs: 5_000,
     trustProxy: env.KEYSMITH_TRUST_PROXY === '1',
   };
 }

@@ -44,12 +44,12 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
           ? false
           : { level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
     });
+    await services.keys.start();
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await services.close();
     throw error;
   }
-  services.keys.usage.start(config.usageFlushMs);
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;

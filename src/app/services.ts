@@ -53,7 +53,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     clock,
     random,
     async close() {
-      await keys.usage.stop().catch(() => undefined);
+      await keys.stop().catch(() => undefined);
       await store.close();
     },
   };

@@ -17,21 +17,28 @@ import { normaliseCidr } from './ip-allowlist.js';
 import { toKeyRecord, type KeyKind, type KeyRecord, type KeyStatus } from './key-record.js';
 import { KeyVerifier, type VerifyInput, type VerifyOutcome, type CachedKey } from './verifier.js';
 import { UsageRecorder, type KeyUsage } from './usage.js';
+import { KeyChangeFeed } from './change-feed.js';
 
 export interface KeyPolicyConfig {
   readonly defaultTtlMs: number;
   readonly maxTtlMs: number;
   readonly defaultOverlapMs: number;
+  /** Upper bound on how long a cached row is trusted; the change feed usually drops it sooner. */
   readonly cacheTtlMs: number;
   readonly cacheMaxEntries: number;
+  /** How often each server reads the change feed: the delay before a change made elsewhere is seen. */
+  readonly changePollMs: number;
+  readonly usageFlushMs: number;
 }
 
 export const DEFAULT_KEY_POLICY: KeyPolicyConfig = {
   defaultTtlMs: 30 * 86_400_000,
   maxTtlMs: 90 * 86_400_000,
   defaultOverlapMs: 86_400_000,
-  cacheTtlMs: 5_000,
-  cacheMaxEntries: 100_000,
+  cacheTtlMs: 600_000,
+  cacheMaxEntries: 200_000,
+  changePollMs: 1_000,
+  usageFlushMs: 5_000,
 };
 
 export interface KeyServiceDeps {
@@ -137,6 +144,7 @@ export class KeyService {
   readonly #deps: KeyServiceDeps;
   readonly verifier: KeyVerifier;
   readonly usage: UsageRecorder;
+  readonly changes: KeyChangeFeed;
 
   constructor(deps: KeyServiceDeps) {
     this.#deps = deps;
@@ -145,6 +153,19 @@ export class KeyService {
       { db: deps.db, clock: deps.clock, hasher: deps.hasher, usage: this.usage },
       { cacheTtlMs: deps.config.cacheTtlMs, cacheMaxEntries: deps.config.cacheMaxEntries },
     );
+    this.changes = new KeyChangeFeed(deps.db, (keyId) => this.verifier.invalidate(keyId));
+  }
+
+  /** Starts the background work of a serving process: the change feed and usage flushing. */
+  async start(): Promise<void> {
+    await this.changes.start(this.#deps.config.changePollMs);
+    this.usage.start(this.#deps.config.usageFlushMs);
+  }
+
+  /** Stops background work and flushes pending usage. */
+  async stop(): Promise<void> {
+    this.changes.stop();
+    await this.usage.stop();
   }
 
   get config(): KeyPolicyConfig {
@@ -253,7 +274,7 @@ export class KeyService {
     }
     if (filter.unusedFor !== undefined) {
       const cutoff = iso(now - lookback(filter.unusedFor, 'unusedFor'));
-      await this.usage.flush();
+      await this.usage.flush({ force: true });
       query = query.where((eb) =>
         eb.or([
           eb.and([eb('last_used_at', 'is', null), eb('created_at', '<=', cutoff)]),

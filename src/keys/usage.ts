@@ -34,6 +34,8 @@ export class UsageRecorder implements UsageSink {
   /** `${keyId}\n${minuteMs}\n${outcome}` → count */
   #counts = new Map<string, number>();
   #lastUse = new Map<string, LastUse>();
+  /** When each key's last use was last written; a key is written at most once a minute. */
+  readonly #lastWritten = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
 
@@ -71,52 +73,75 @@ export class UsageRecorder implements UsageSink {
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
-    await this.flush();
+    await this.flush({ force: true });
   }
 
-  /** Writes pending counts in one transaction; concurrent callers share one flush. */
-  async flush(): Promise<void> {
+  /**
+   * Writes pending counts; concurrent callers share one flush. Last-use times are written at
+   * most once a minute per key unless `force` (reads that need them exact, and shutdown).
+   */
+  async flush(options: { force?: boolean } = {}): Promise<void> {
     while (this.#flushing) await this.#flushing;
     if (this.#counts.size === 0 && this.#lastUse.size === 0) return;
-    this.#flushing = this.#write().finally(() => {
+    this.#flushing = this.#write(options.force === true).finally(() => {
       this.#flushing = undefined;
     });
     await this.#flushing;
   }
 
-  async #write(): Promise<void> {
+  async #write(force: boolean): Promise<void> {
     const counts = this.#counts;
-    const lastUse = this.#lastUse;
+    const lastUse = new Map<string, LastUse>();
+    const later = new Map<string, LastUse>();
+    for (const [keyId, use] of this.#lastUse) {
+      const written = this.#lastWritten.get(keyId);
+      (force || written === undefined || use.at - written >= 60_000 ? lastUse : later).set(keyId, use);
+    }
     this.#counts = new Map();
-    this.#lastUse = new Map();
+    this.#lastUse = later;
+    const rows = [...counts].map(([slot, count]) => {
+      const [keyId, minute, outcome] = slot.split('\n') as [string, string, string];
+      return { key_id: keyId, minute: new Date(Number(minute)).toISOString(), outcome, count };
+    });
+    const uses = [...lastUse];
     try {
-      await this.#db.transaction().execute(async (trx) => {
-        const rows = [...counts].map(([slot, count]) => {
-          const [keyId, minute, outcome] = slot.split('\n') as [string, string, string];
-          return { key_id: keyId, minute: new Date(Number(minute)).toISOString(), outcome, count };
+      // Small transactions with a turn of the event loop between them: with SQLite every
+      // statement runs on the main thread, and one long flush would stall verification.
+      while (rows.length > 0) {
+        const chunk = rows.slice(0, 500);
+        await this.#db
+          .insertInto('key_usage')
+          .values(chunk)
+          .onConflict((oc) => oc.columns(['key_id', 'minute', 'outcome']).doUpdateSet({ count: sql<number>`key_usage.count + excluded.count` }))
+          .execute();
+        rows.splice(0, chunk.length);
+        await yieldToEventLoop();
+      }
+      while (uses.length > 0) {
+        const chunk = uses.splice(0, 100);
+        await this.#db.transaction().execute(async (trx) => {
+          for (const [keyId, use] of chunk) {
+            const at = new Date(use.at).toISOString();
+            await trx
+              .updateTable('api_keys')
+              .set({ last_used_at: at, last_used_ip: use.ip, last_used_user_agent: use.userAgent?.slice(0, 200) ?? null })
+              .where('id', '=', keyId)
+              .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
+              .execute();
+          }
         });
-        for (let i = 0; i < rows.length; i += 500) {
-          await trx
-            .insertInto('key_usage')
-            .values(rows.slice(i, i + 500))
-            .onConflict((oc) =>
-              oc.columns(['key_id', 'minute', 'outcome']).doUpdateSet({ count: sql<number>`key_usage.count + excluded.count` }),
-            )
-            .execute();
+        for (const [keyId, use] of chunk) {
+          this.#lastWritten.set(keyId, use.at);
+          lastUse.delete(keyId);
         }
-        for (const [keyId, use] of lastUse) {
-          const at = new Date(use.at).toISOString();
-          await trx
-            .updateTable('api_keys')
-            .set({ last_used_at: at, last_used_ip: use.ip, last_used_user_agent: use.userAgent?.slice(0, 200) ?? null })
-            .where('id', '=', keyId)
-            .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
-            .execute();
-        }
-      });
+        await yieldToEventLoop();
+      }
     } catch (error) {
-      // Put the counts back so a later flush writes them.
-      for (const [slot, count] of counts) this.#counts.set(slot, (this.#counts.get(slot) ?? 0) + count);
+      // Put back what was not written so a later flush writes it.
+      for (const row of rows) {
+        const slot = `${row.key_id}\n${Date.parse(row.minute)}\n${row.outcome}`;
+        this.#counts.set(slot, (this.#counts.get(slot) ?? 0) + row.count);
+      }
       for (const [keyId, use] of lastUse) {
         const newer = this.#lastUse.get(keyId);
         if (!newer || newer.at < use.at) this.#lastUse.set(keyId, use);
@@ -127,7 +152,7 @@ export class UsageRecorder implements UsageSink {
 
   /** Reads usage since a time, after flushing what this server holds. */
   async read(keyId: string, sinceMs: number): Promise<Omit<KeyUsage, 'lastUsedAt' | 'lastUsedIp' | 'lastUsedUserAgent'>> {
-    await this.flush();
+    await this.flush({ force: true });
     const since = new Date(sinceMs - (sinceMs % 60_000)).toISOString();
     const rows = await this.#db
       .selectFrom('key_usage')
@@ -157,4 +182,8 @@ export class UsageRecorder implements UsageSink {
       minutes: [...minutes].map(([minute, value]) => ({ minute, counts: value.counts, total: value.total })),
     };
   }
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -14,6 +14,7 @@ describeEachDialect('key service on a real database', (dialect) => {
   let testStore: TestStore;
   let keys: KeyService;
   let clock: ManualClock;
+  const masterKey = randomBytes(32);
 
   beforeAll(async () => {
     testStore = await createTestStore(dialect);
@@ -23,7 +24,7 @@ describeEachDialect('key service on a real database', (dialect) => {
       dialect,
       clock,
       random: secureRandom,
-      hasher: createKeyHasher(randomBytes(32)),
+      hasher: createKeyHasher(masterKey),
       config: DEFAULT_KEY_POLICY,
     });
   });
@@ -143,6 +144,26 @@ describeEachDialect('key service on a real database', (dialect) => {
     await keys.revoke(ctx, record.id, 'race');
     await pending;
     expect((await keys.verify({ key })).code).toBe('REVOKED');
+  });
+
+  it('sees a revoke made by another server once it reads the change feed', async () => {
+    const other = new KeyService({
+      db: testStore.store.db,
+      dialect,
+      clock,
+      random: secureRandom,
+      hasher: createKeyHasher(masterKey),
+      config: DEFAULT_KEY_POLICY,
+    });
+    await other.changes.poll();
+    const { key, record } = await keys.issue(ctx, { owner: 'two-servers' });
+    expect((await other.verify({ key })).code).toBe('VALID');
+    await keys.revoke(ctx, record.id, 'revoked on the first server');
+    // Still cached on the other server until it reads the feed…
+    expect((await other.verify({ key })).code).toBe('VALID');
+    await other.changes.poll();
+    expect((await other.verify({ key })).code).toBe('REVOKED');
+    await other.usage.stop();
   });
 
   it('runs migrations again as a no-op', async () => {
