@@ -12,19 +12,19 @@ export interface KeyHasher {
   /** The key id is bound into the MAC, so a hash copied onto another row never matches. */
   hash(keyId: string, secret: string): string;
   /** Constant-time comparison of a presented secret against a stored hash. */
-  matches(keyId: string, secret: string, storedHash: string, version: number): boolean;
+  matches(keyId: string, secret: string, storedHash: string | Buffer, version: number): boolean;
 }
 
 export function createKeyHasher(masterKey: Uint8Array): KeyHasher {
   const v1Key = deriveSecret(masterKey, 'key-hash:v1');
   const hashV1 = (keyId: string, secret: string): Buffer =>
-    createHmac('sha256', v1Key).update(keyId).update('.').update(secret).digest();
+    createHmac('sha256', v1Key).update(`${keyId}.${secret}`).digest();
   return {
     currentVersion: CURRENT_HASH_VERSION,
     hash: (keyId, secret) => hashV1(keyId, secret).toString('base64url'),
     matches(keyId, secret, storedHash, version) {
       if (version !== 1) return false;
-      const expected = Buffer.from(storedHash, 'base64url');
+      const expected = typeof storedHash === 'string' ? Buffer.from(storedHash, 'base64url') : storedHash;
       const actual = hashV1(keyId, secret);
       return expected.length === actual.length && timingSafeEqual(expected, actual);
     },

@@ -15,7 +15,7 @@ import { hasScope, isManagementScope, missingScopes, MANAGEMENT_SCOPES } from '.
 import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, formatKey, type KeyEnv } from './key-format.js';
 import { normaliseCidr } from './ip-allowlist.js';
 import { toKeyRecord, type KeyKind, type KeyRecord, type KeyStatus } from './key-record.js';
-import { KeyVerifier, type VerifyInput, type VerifyOutcome, type CachedKey } from './verifier.js';
+import { KeyVerifier, type VerifyInput, type VerifyOutcome, type CachedKey, type MatchResult } from './verifier.js';
 import { UsageRecorder, type KeyUsage } from './usage.js';
 import { KeyChangeFeed } from './change-feed.js';
 
@@ -172,18 +172,29 @@ export class KeyService {
     return this.#deps.config;
   }
 
-  verify(input: VerifyInput): Promise<VerifyOutcome> {
+  /** Synchronous when the key's row is cached, a promise otherwise. */
+  verify(input: VerifyInput): VerifyOutcome | Promise<VerifyOutcome> {
     return this.verifier.verify(input);
   }
 
-  /** Authenticates a management token; service keys are refused. */
-  async authenticate(token: string, ip?: string): Promise<AuthResult> {
-    const matched = await this.verifier.match(token, 'management');
-    if (!matched.ok && matched.code === 'NOT_FOUND') {
-      const asService = await this.verifier.match(token, 'service');
-      if (asService.ok) return { ok: false, reason: 'SERVICE_KEY', keyId: asService.entry.id };
+  /**
+   * Authenticates a management token; service keys are refused. Synchronous when the token's
+   * row is cached (the common case on every gateway call), a promise otherwise.
+   */
+  authenticate(token: string, ip?: string): AuthResult | Promise<AuthResult> {
+    const matched = this.verifier.match(token, 'management');
+    return matched instanceof Promise ? matched.then((m) => this.#authResult(m, token, ip)) : this.#authResult(matched, token, ip);
+  }
+
+  #authResult(matched: MatchResult, token: string, ip: string | undefined): AuthResult | Promise<AuthResult> {
+    if (!matched.ok) {
+      if (matched.code === 'MALFORMED') return { ok: false, reason: 'MALFORMED' };
+      // Tell a service key apart from an unknown token, for a clearer refusal.
+      const asService = this.verifier.match(token, 'service');
+      const refuse = (m: MatchResult): AuthResult =>
+        m.ok ? { ok: false, reason: 'SERVICE_KEY', keyId: m.entry.id } : { ok: false, reason: 'NOT_FOUND' };
+      return asService instanceof Promise ? asService.then(refuse) : refuse(asService);
     }
-    if (!matched.ok) return { ok: false, reason: matched.code };
     const entry: CachedKey = matched.entry;
     const now = this.#deps.clock.now();
     const code = this.verifier.usableCode(entry, now);

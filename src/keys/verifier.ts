@@ -1,16 +1,21 @@
 /**
  * The verify hot path. A key is parsed and its checksum checked without I/O; its row comes
- * from a small in-process cache (loaded by primary key on a miss, concurrent misses share
- * one query) so a verification never writes and rarely reads the database. A change made on
- * this server drops the cached row at once; rows changed on another server are seen once the
- * cache TTL has passed.
+ * from an in-process cache (loaded by primary key on a miss, concurrent misses share one
+ * query), so a verification never writes and rarely reads the database, and a cache hit is
+ * answered synchronously. A change made on this server drops the cached row at once; the
+ * change feed drops rows changed on another server within a poll interval.
+ *
+ * Each cached row remembers the last secret that matched its HMAC (in memory only, compared
+ * in constant time), so a key presented again costs a comparison instead of an HMAC. The
+ * memo goes with the row: on any change to the key, on eviction, and after the cache TTL.
  */
+import { timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { KeyHasher } from '../crypto/index.js';
 import type { Database } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import { hasScope } from '../policy/index.js';
-import { parseKey, type KeyEnv } from './key-format.js';
+import { parseKey, type KeyEnv, type ParsedKey } from './key-format.js';
 import { compileAllowlist, type CompiledAllowlist } from './ip-allowlist.js';
 import { RateLimiter } from './rate-limiter.js';
 import type { KeyKind } from './key-record.js';
@@ -54,7 +59,7 @@ export interface CachedKey {
   readonly prefix: string;
   readonly env: KeyEnv;
   readonly hashVersion: number;
-  readonly keyHash: string | null;
+  readonly keyHash: Buffer | null;
   readonly owner: string;
   readonly scopes: readonly string[];
   readonly allowlist: CompiledAllowlist | null;
@@ -66,6 +71,8 @@ export interface CachedKey {
   readonly replacedBy: string | null;
   readonly graceEndsAt: string | null;
   readonly graceEndsAtMs: number;
+  /** The last presented secret that matched, as bytes; see the module note. */
+  matchedSecret: Buffer | null;
 }
 
 interface CacheSlot {
@@ -94,6 +101,8 @@ export type MatchResult =
   | { readonly ok: true; readonly entry: CachedKey }
   | { readonly ok: false; readonly code: 'MALFORMED' | 'NOT_FOUND' };
 
+const MATCH_MALFORMED: MatchResult = Object.freeze({ ok: false, code: 'MALFORMED' });
+const MATCH_NOT_FOUND: MatchResult = Object.freeze({ ok: false, code: 'NOT_FOUND' });
 const MALFORMED: VerifyOutcome = Object.freeze({ valid: false, code: 'MALFORMED' });
 const NOT_FOUND: VerifyOutcome = Object.freeze({ valid: false, code: 'NOT_FOUND' });
 
@@ -118,33 +127,43 @@ export class KeyVerifier {
     this.#loading.delete(keyId);
   }
 
-  /** Finds the row a presented key names and checks its secret, kind, prefix and env. */
-  async match(presented: string, kind: KeyKind): Promise<MatchResult> {
+  /**
+   * Finds the row a presented key names and checks its secret, kind, prefix and env.
+   * Synchronous on a cache hit; a promise only when the row must be loaded.
+   */
+  match(presented: string, kind: KeyKind): MatchResult | Promise<MatchResult> {
     const parsed = parseKey(presented);
-    if (!parsed) return { ok: false, code: 'MALFORMED' };
-    const entry = await this.#lookup(parsed.keyId);
-    if (
-      entry === null ||
-      entry.kind !== kind ||
-      entry.keyHash === null ||
-      entry.prefix !== parsed.prefix ||
-      entry.env !== parsed.env ||
-      !this.#deps.hasher.matches(parsed.keyId, parsed.secret, entry.keyHash, entry.hashVersion)
-    ) {
-      return { ok: false, code: 'NOT_FOUND' };
-    }
-    return { ok: true, entry };
+    if (!parsed) return MATCH_MALFORMED;
+    const cached = this.#cached(parsed.keyId);
+    if (cached !== undefined) return this.#check(cached, parsed, kind);
+    return this.#load(parsed.keyId).then((entry) => this.#check(entry, parsed, kind));
   }
 
   /** Verifies a service key. Expected failures are values, never exceptions. */
-  async verify(input: VerifyInput): Promise<VerifyOutcome> {
-    const matched = await this.match(input.key, 'service');
+  verify(input: VerifyInput): VerifyOutcome | Promise<VerifyOutcome> {
+    const matched = this.match(input.key, 'service');
+    return matched instanceof Promise ? matched.then((m) => this.#outcome(m, input)) : this.#outcome(matched, input);
+  }
+
+  #outcome(matched: MatchResult, input: VerifyInput): VerifyOutcome {
     if (!matched.ok) return matched.code === 'MALFORMED' ? MALFORMED : NOT_FOUND;
     const entry = matched.entry;
     const now = this.#deps.clock.now();
     const outcome = this.#decide(entry, input, now);
     this.#deps.usage.record(entry.id, outcome.code, now, input.ip, input.userAgent);
     return outcome;
+  }
+
+  #check(entry: CachedKey | null, parsed: ParsedKey, kind: KeyKind): MatchResult {
+    if (entry === null || entry.kind !== kind || entry.keyHash === null || entry.prefix !== parsed.prefix || entry.env !== parsed.env) {
+      return MATCH_NOT_FOUND;
+    }
+    const presented = Buffer.from(parsed.secret, 'latin1');
+    const memo = entry.matchedSecret;
+    if (memo !== null && memo.length === presented.length && timingSafeEqual(memo, presented)) return { ok: true, entry };
+    if (!this.#deps.hasher.matches(parsed.keyId, parsed.secret, entry.keyHash, entry.hashVersion)) return MATCH_NOT_FOUND;
+    entry.matchedSecret = presented;
+    return { ok: true, entry };
   }
 
   /** Whether an already-matched entry is usable right now (for management tokens). */
@@ -184,20 +203,24 @@ export class KeyVerifier {
     return { valid: true, code: 'VALID', ...base, ...rotation };
   }
 
-  async #lookup(keyId: string): Promise<CachedKey | null> {
+  /** The cached row (null: known not to exist), or undefined on a miss. */
+  #cached(keyId: string): CachedKey | null | undefined {
     const slot = this.#cache.get(keyId);
-    const now = this.#deps.clock.now();
-    if (slot !== undefined && now - slot.loadedAt < this.#options.cacheTtlMs) return slot.value;
+    if (slot !== undefined && this.#deps.clock.now() - slot.loadedAt < this.#options.cacheTtlMs) return slot.value;
+    return undefined;
+  }
+
+  #load(keyId: string): Promise<CachedKey | null> {
     const pending = this.#loading.get(keyId);
     if (pending) return pending;
-    const load = this.#load(keyId).finally(() => {
+    const load = this.#read(keyId).finally(() => {
       if (this.#loading.get(keyId) === load) this.#loading.delete(keyId);
     });
     this.#loading.set(keyId, load);
     return load;
   }
 
-  async #load(keyId: string): Promise<CachedKey | null> {
+  async #read(keyId: string): Promise<CachedKey | null> {
     const generation = this.#generation;
     const row = await this.#deps.db
       .selectFrom('api_keys')
@@ -228,7 +251,7 @@ export class KeyVerifier {
           prefix: row.prefix,
           env: row.env,
           hashVersion: row.hash_version,
-          keyHash: row.key_hash,
+          keyHash: row.key_hash === null ? null : Buffer.from(row.key_hash, 'base64url'),
           owner: row.owner,
           scopes: Object.freeze(JSON.parse(row.scopes) as string[]),
           allowlist: row.ip_allowlist === null ? null : compileAllowlist(JSON.parse(row.ip_allowlist) as string[]),
@@ -243,6 +266,7 @@ export class KeyVerifier {
           replacedBy: row.replaced_by,
           graceEndsAt: row.grace_ends_at,
           graceEndsAtMs: row.grace_ends_at === null ? Number.POSITIVE_INFINITY : Date.parse(row.grace_ends_at),
+          matchedSecret: null,
         }
       : null;
     if (generation !== this.#generation) return value;

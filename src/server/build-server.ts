@@ -8,7 +8,7 @@ import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { KeyService } from '../keys/index.js';
 import type { Store } from '../store/index.js';
-import { newRequestId } from '../shared/ids.js';
+import { encodeBase62 } from '../shared/base62.js';
 import type { RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
 import { createAuthGuard } from './plugins/auth.js';
@@ -46,6 +46,13 @@ export const REDACT_PATHS = [
   'token',
 ];
 
+/** Request ids: a random per-process prefix and a counter, so no random bytes per request. */
+function requestIds(random: RandomBytes): () => string {
+  const prefix = encodeBase62(random(8), 11);
+  let counter = 0;
+  return () => `req_${prefix}${(counter++).toString(36)}`;
+}
+
 export interface ServerDeps {
   readonly keys: KeyService;
   readonly store: Store;
@@ -66,7 +73,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     trustProxy: deps.trustProxy ?? false,
-    genReqId: () => newRequestId(deps.random),
+    genReqId: requestIds(deps.random),
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
@@ -78,16 +85,6 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // JSON only: any other content type is a 415, not a string for the schema to puzzle over.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, app.getDefaultJsonParser('error', 'error'));
-  // A bodiless POST (revoke, disable, …) is an empty object, so defaults apply and "required" errors name the field.
-  // A literal JSON null is not "no body": it stays null and fails validation.
-  app.addHook('preValidation', (request, _reply, done) => {
-    if (request.body === undefined) request.body = {};
-    done();
-  });
-  app.addHook('onSend', (request, reply, payload, done) => {
-    reply.header('x-request-id', request.id);
-    done(null, payload);
-  });
   registerProblemHandling(app);
 
   await app.register(swagger, {

@@ -1,5 +1,5 @@
 /** What route modules receive: domain services and the auth guard, never the database driver. */
-import type { onRequestAsyncHookHandler } from 'fastify';
+import type { onRequestHookHandler } from 'fastify';
 import type { KeyService } from '../keys/index.js';
 import type { Store } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
@@ -10,7 +10,7 @@ export interface RouteDeps {
   readonly store: Store;
   readonly clock: Clock;
   readonly metrics: ServerMetrics;
-  readonly guard: (scope: string) => onRequestAsyncHookHandler;
+  readonly guard: (scope: string) => onRequestHookHandler;
   /** Whether the server accepts traffic (false while draining). */
   readonly isReady: () => boolean;
 }

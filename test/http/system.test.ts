@@ -10,7 +10,6 @@ describeEachDialect('system routes', (dialect) => {
       const res = await ctx().request({ method: 'GET', url: '/healthz', token: null });
       expect(res.statusCode).toBe(200);
       expect(res.json()).toEqual({ status: 'ok' });
-      expect(res.headers['x-request-id']).toMatch(/^req_/);
     });
 
     it('answers /readyz with 200 once the store answers', async () => {
@@ -97,10 +96,12 @@ describeEachDialect('system routes', (dialect) => {
     it('gives every response a fresh x-request-id, matching the problem body', async () => {
       const a = await ctx().request({ method: 'GET', url: '/v1/keys?limit=1' });
       const b = await ctx().request({ method: 'GET', url: '/v1/keys?limit=1' });
-      expect(a.headers['x-request-id']).toMatch(/^req_[0-9A-Za-z]{17}$/);
+      expect(a.headers['x-request-id']).toMatch(/^req_[0-9A-Za-z]{12,}$/);
       expect(a.headers['x-request-id']).not.toBe(b.headers['x-request-id']);
-      const problem = expectProblem(await ctx().request({ method: 'GET', url: '/v1/keys', token: null }), 401);
+      const refused = await ctx().request({ method: 'GET', url: '/v1/keys', token: null });
+      const problem = expectProblem(refused, 401);
       expect(problem.requestId).toMatch(/^req_/);
+      expect(refused.headers['x-request-id']).toBe(problem.requestId);
     });
 
     it('does not take a request id from the caller', async () => {

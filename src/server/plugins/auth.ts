@@ -3,9 +3,9 @@
  * refused (they are what `verify` checks, never callers). Every failed authentication and every
  * denied call writes an audit event; none carries the presented token.
  */
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
 import { recordAuditEvent, type ActorContext } from '../../audit/index.js';
-import type { KeyService, Principal, AuthFailure } from '../../keys/index.js';
+import type { KeyService, Principal, AuthFailure, AuthResult } from '../../keys/index.js';
 import { hasScope } from '../../policy/index.js';
 import { parseKey } from '../../keys/index.js';
 import type { Store } from '../../store/index.js';
@@ -41,36 +41,50 @@ export function actorContext(request: FastifyRequest): ActorContext {
   return { actor: request.principal?.id ?? 'anonymous', requestId: request.id, sourceIp: request.ip };
 }
 
-/** Builds an onRequest hook that authenticates the caller and requires one scope, before any body is read. */
-export function createAuthGuard(deps: AuthDeps): (scope: string) => onRequestAsyncHookHandler {
-  const deny = async (request: FastifyRequest, action: string, data: Record<string, unknown>, target: string | null) => {
-    await recordAuditEvent(
+/**
+ * Builds an onRequest hook that authenticates the caller and requires one scope, before any
+ * body is read. It is callback-style and stays synchronous when the token's row is cached:
+ * it runs on every gateway call, so it must cost next to nothing.
+ */
+export function createAuthGuard(deps: AuthDeps): (scope: string) => onRequestHookHandler {
+  const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, error: AppError, action: string, data: Record<string, unknown>, target: string | null) => {
+    recordAuditEvent(
       deps.store.db,
       actorContext(request),
       { action, target, data: { ...data, method: request.method, route: request.routeOptions.url ?? null } },
       new Date(deps.clock.now()).toISOString(),
+    ).then(
+      () => done(error),
+      (auditError: unknown) => done(auditError instanceof Error ? auditError : new Error(String(auditError))),
     );
   };
   return (scope: string) =>
-    async function authGuard(this: unknown, request: FastifyRequest, _reply: FastifyReply) {
+    function authGuard(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+      reply.header('x-request-id', request.id);
       const header = request.headers.authorization;
       // The scheme is case-insensitive (RFC 9110 §11.1).
       const token = typeof header === 'string' ? BEARER_RE.exec(header)?.[1] : undefined;
       if (!token) {
-        await deny(request, 'auth.failed', { reason: 'missing' }, null);
-        throw new AppError('ERR_UNAUTHENTICATED', FAILURE_MESSAGES.missing);
+        deny(request, done, new AppError('ERR_UNAUTHENTICATED', FAILURE_MESSAGES.missing), 'auth.failed', { reason: 'missing' }, null);
+        return;
       }
-      const result = await deps.keys.authenticate(token, request.ip);
-      if (!result.ok) {
-        // Name the key only if the token parsed, never the token itself.
-        const keyId = result.keyId ?? parseKey(token)?.keyId ?? null;
-        await deny(request, 'auth.failed', { reason: result.reason.toLowerCase() }, keyId);
-        throw new AppError(result.reason === 'SERVICE_KEY' ? 'ERR_FORBIDDEN' : 'ERR_UNAUTHENTICATED', FAILURE_MESSAGES[result.reason]);
-      }
-      request.principal = result.principal;
-      if (!hasScope(result.principal.scopes, scope)) {
-        await deny(request, 'auth.denied', { requiredScope: scope }, null);
-        throw new AppError('ERR_FORBIDDEN', `this token lacks the scope "${scope}"`);
-      }
+      const decide = (result: AuthResult): void => {
+        if (!result.ok) {
+          // Name the key only if the token parsed, never the token itself.
+          const keyId = result.keyId ?? parseKey(token)?.keyId ?? null;
+          const error = new AppError(result.reason === 'SERVICE_KEY' ? 'ERR_FORBIDDEN' : 'ERR_UNAUTHENTICATED', FAILURE_MESSAGES[result.reason]);
+          deny(request, done, error, 'auth.failed', { reason: result.reason.toLowerCase() }, keyId);
+          return;
+        }
+        request.principal = result.principal;
+        if (!hasScope(result.principal.scopes, scope)) {
+          deny(request, done, new AppError('ERR_FORBIDDEN', `this token lacks the scope "${scope}"`), 'auth.denied', { requiredScope: scope }, null);
+          return;
+        }
+        done();
+      };
+      const result = deps.keys.authenticate(token, request.ip);
+      if (result instanceof Promise) result.then(decide, (error: unknown) => done(error instanceof Error ? error : new Error(String(error))));
+      else decide(result);
     };
 }

@@ -26,6 +26,7 @@ export function problemBody(error: AppError, request: FastifyRequest): Record<st
 export function sendProblem(reply: FastifyReply, error: AppError): FastifyReply {
   return reply
     .code(error.status)
+    .header('x-request-id', reply.request.id)
     .header('content-type', 'application/problem+json; charset=utf-8')
     .serializer(JSON.stringify)
     .send(problemBody(error, reply.request));
@@ -42,6 +43,9 @@ export function toAppError(error: FastifyError): AppError | undefined {
       return { ...(field ? { field } : {}), message: describe(issue.keyword, params, issue.message) };
     });
     const first = details[0];
+    if (first && !first.field && error.validationContext === 'body' && error.validation[0]?.keyword === 'type') {
+      return new AppError('ERR_INVALID_REQUEST', 'the request body must be a JSON object', { details });
+    }
     const where = error.validationContext === 'querystring' ? 'query parameter' : error.validationContext === 'params' ? 'path parameter' : 'field';
     const message = first ? `${first.field ? `${where} "${first.field}" ` : ''}${first.message}` : 'the request is not valid';
     return new AppError('ERR_INVALID_REQUEST', message, { details });

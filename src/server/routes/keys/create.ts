@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { CreateKeyBody, IssuedKeySchema, Problem, type CreateKeyBodyWire } from '../../../contract/index.js';
 import { actorContext } from '../../plugins/auth.js';
+import { optionalBody } from '../../plugins/optional-body.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
 
@@ -9,6 +10,7 @@ export function createKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
     '/v1/keys',
     {
       onRequest: deps.guard('keys:create'),
+      preValidation: optionalBody,
       schema: {
         tags: ['keys'],
         summary: 'Issue a service key; the key is in the response once and never again',

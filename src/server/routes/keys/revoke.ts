@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { KeyIdParam, KeyRecordSchema, Problem, RevokeKeyBody } from '../../../contract/index.js';
 import { actorContext } from '../../plugins/auth.js';
+import { optionalBody } from '../../plugins/optional-body.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
 
@@ -9,6 +10,7 @@ export function revokeKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
     '/v1/keys/:id/revoke',
     {
       onRequest: deps.guard('keys:revoke'),
+      preValidation: optionalBody,
       schema: {
         tags: ['keys'],
         summary: 'Revoke a key now; the next verify on this server answers REVOKED',

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { KeyIdParam, Problem, RotateKeyBody, RotatedKeySchema, type RotateKeyBodyWire } from '../../../contract/index.js';
 import { actorContext } from '../../plugins/auth.js';
+import { optionalBody } from '../../plugins/optional-body.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
 
@@ -9,6 +10,7 @@ export function rotateKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
     '/v1/keys/:id/rotate',
     {
       onRequest: deps.guard('keys:rotate'),
+      preValidation: optionalBody,
       schema: {
         tags: ['keys'],
         summary: 'Rotate a key: issue a successor; the old key stays valid for the overlap',

@@ -5,6 +5,7 @@ import { KeyIdParam, KeyRecordSchema, Problem } from '../../../contract/index.js
 import type { KeyRecord } from '../../../keys/index.js';
 import type { ActorContext } from '../../../audit/index.js';
 import { actorContext } from '../../plugins/auth.js';
+import { optionalBody } from '../../plugins/optional-body.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
 
@@ -21,6 +22,7 @@ export function keyStateRoutes(app: FastifyInstance, deps: RouteDeps): void {
       `/v1/keys/:id/${name}`,
       {
         onRequest: deps.guard(scope),
+        preValidation: optionalBody,
         schema: {
           tags: ['keys'],
           summary,

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { KeyIdParam, KeyRecordSchema, Problem, UpdateKeyBody, type UpdateKeyBodyWire } from '../../../contract/index.js';
 import { actorContext } from '../../plugins/auth.js';
+import { optionalBody } from '../../plugins/optional-body.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
 
@@ -9,6 +10,7 @@ export function updateKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
     '/v1/keys/:id',
     {
       onRequest: deps.guard('keys:update'),
+      preValidation: optionalBody,
       schema: {
         tags: ['keys'],
         summary: 'Change labels, narrow scopes, set the allowlist, rate limit or expiry',

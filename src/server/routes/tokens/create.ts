@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { CreateTokenBody, IssuedKeySchema, Problem, type CreateTokenBodyWire } from '../../../contract/index.js';
 import { actorContext } from '../../plugins/auth.js';
+import { optionalBody } from '../../plugins/optional-body.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
 
@@ -9,6 +10,7 @@ export function createTokenRoute(app: FastifyInstance, deps: RouteDeps): void {
     '/v1/tokens',
     {
       onRequest: deps.guard('tokens:create'),
+      preValidation: optionalBody,
       schema: {
         tags: ['tokens'],
         summary: 'Issue a management token with some of the caller’s scopes (keys:verify for a gateway)',

@@ -15,6 +15,7 @@ import {
   type RotateKeyBodyWire,
 } from '../../../contract/index.js';
 import { actorContext } from '../../plugins/auth.js';
+import { optionalBody } from '../../plugins/optional-body.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
 
@@ -56,6 +57,7 @@ export function manageTokenRoutes(app: FastifyInstance, deps: RouteDeps): void {
     '/v1/tokens/:id/rotate',
     {
       onRequest: deps.guard('tokens:rotate'),
+      preValidation: optionalBody,
       schema: {
         tags: ['tokens'],
         summary: 'Rotate a management token the caller’s scopes cover',
@@ -75,6 +77,7 @@ export function manageTokenRoutes(app: FastifyInstance, deps: RouteDeps): void {
     '/v1/tokens/:id/revoke',
     {
       onRequest: deps.guard('tokens:revoke'),
+      preValidation: optionalBody,
       schema: {
         tags: ['tokens'],
         summary: 'Revoke a management token the caller’s scopes cover',
