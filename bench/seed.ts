@@ -158,9 +158,6 @@ async function bulkInsert(
         replaced_by: null,
         grace_ends_at: null,
         retired_at: null,
-        last_used_at: null,
-        last_used_ip: null,
-        last_used_user_agent: null,
       });
       out.push({ id, key });
     }

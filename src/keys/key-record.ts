@@ -47,7 +47,7 @@ export function keyStatus(row: Pick<ApiKeysTable, 'revoked_at' | 'replaced_by' |
   return 'active';
 }
 
-export function toKeyRecord(row: ApiKeysTable, labels: Record<string, string>, nowIso: string): KeyRecord {
+export function toKeyRecord(row: ApiKeysTable, labels: Record<string, string>, nowIso: string, lastUsedAt: string | null): KeyRecord {
   return {
     id: row.id,
     kind: row.kind,
@@ -74,6 +74,6 @@ export function toKeyRecord(row: ApiKeysTable, labels: Record<string, string>, n
     replacedBy: row.replaced_by,
     graceEndsAt: row.grace_ends_at,
     retiredAt: row.retired_at,
-    lastUsedAt: row.last_used_at,
+    lastUsedAt,
   };
 }

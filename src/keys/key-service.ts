@@ -286,12 +286,18 @@ export class KeyService {
     if (filter.unusedFor !== undefined) {
       const cutoff = iso(now - lookback(filter.unusedFor, 'unusedFor'));
       await this.usage.flush({ force: true });
-      query = query.where((eb) =>
-        eb.or([
-          eb.and([eb('last_used_at', 'is', null), eb('created_at', '<=', cutoff)]),
-          eb('last_used_at', '<=', cutoff),
-        ]),
-      );
+      query = query
+        .where('created_at', '<=', cutoff)
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('key_last_use')
+                .select('key_last_use.key_id')
+                .whereRef('key_last_use.key_id', '=', 'api_keys.id')
+                .where('key_last_use.used_at', '>', cutoff),
+            ),
+          ),
+        );
     }
     if (filter.cursor !== undefined) {
       const [createdAt, id] = decodeCursor(filter.cursor);
@@ -301,10 +307,11 @@ export class KeyService {
     }
     const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
     const page = rows.slice(0, limit);
-    const labels = await this.#labelsFor(this.#deps.db, page.map((row) => row.id));
+    const ids = page.map((row) => row.id);
+    const [labels, lastUse] = await Promise.all([this.#labelsFor(this.#deps.db, ids), this.#lastUseFor(this.#deps.db, ids)]);
     const last = page[page.length - 1];
     return {
-      data: page.map((row) => toKeyRecord(row, labels.get(row.id) ?? {}, nowIso)),
+      data: page.map((row) => toKeyRecord(row, labels.get(row.id) ?? {}, nowIso, lastUse.get(row.id) ?? null)),
       nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null,
     };
   }
@@ -340,9 +347,6 @@ export class KeyService {
         replaced_by: null,
         grace_ends_at: null,
         retired_at: null,
-        last_used_at: null,
-        last_used_ip: null,
-        last_used_user_agent: null,
       };
       await trx.insertInto('api_keys').values(row).execute();
       const labels = await this.#labelsFor(trx, [old.id]);
@@ -475,12 +479,8 @@ export class KeyService {
     const sinceMs = this.#deps.clock.now() - lookback(since, 'since');
     const record = await this.get(keyId);
     const usage = await this.usage.read(keyId, sinceMs);
-    const row = await this.#deps.db
-      .selectFrom('api_keys')
-      .select(['last_used_at', 'last_used_ip', 'last_used_user_agent'])
-      .where('id', '=', record.id)
-      .executeTakeFirstOrThrow();
-    return { ...usage, lastUsedAt: row.last_used_at, lastUsedIp: row.last_used_ip, lastUsedUserAgent: row.last_used_user_agent };
+    const row = await this.#deps.db.selectFrom('key_last_use').selectAll().where('key_id', '=', record.id).executeTakeFirst();
+    return { ...usage, lastUsedAt: row?.used_at ?? null, lastUsedIp: row?.ip ?? null, lastUsedUserAgent: row?.user_agent ?? null };
   }
 
   async #insert(
@@ -528,9 +528,6 @@ export class KeyService {
       replaced_by: null,
       grace_ends_at: null,
       retired_at: null,
-      last_used_at: null,
-      last_used_ip: null,
-      last_used_user_agent: null,
     };
     await this.#deps.db.transaction().execute(async (trx) => {
       await trx.insertInto('api_keys').values(row).execute();
@@ -608,8 +605,14 @@ export class KeyService {
   }
 
   async #record(db: Kysely<Database> | Transaction<Database>, row: ApiKeysTable): Promise<KeyRecord> {
-    const labels = await this.#labelsFor(db, [row.id]);
-    return toKeyRecord(row, labels.get(row.id) ?? {}, iso(this.#deps.clock.now()));
+    const [labels, lastUse] = await Promise.all([this.#labelsFor(db, [row.id]), this.#lastUseFor(db, [row.id])]);
+    return toKeyRecord(row, labels.get(row.id) ?? {}, iso(this.#deps.clock.now()), lastUse.get(row.id) ?? null);
+  }
+
+  async #lastUseFor(db: Kysely<Database> | Transaction<Database>, ids: string[]): Promise<Map<string, string>> {
+    if (ids.length === 0) return new Map();
+    const rows = await db.selectFrom('key_last_use').select(['key_id', 'used_at']).where('key_id', 'in', ids).execute();
+    return new Map(rows.map((row) => [row.key_id, row.used_at]));
   }
 
   async #labelsFor(db: Kysely<Database> | Transaction<Database>, ids: string[]): Promise<Map<string, Record<string, string>>> {

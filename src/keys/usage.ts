@@ -29,10 +29,31 @@ export interface KeyUsage {
   readonly minutes: UsageMinute[];
 }
 
+const OUTCOMES: readonly VerifyCode[] = [
+  'VALID',
+  'MALFORMED',
+  'NOT_FOUND',
+  'EXPIRED',
+  'REVOKED',
+  'DISABLED',
+  'INSUFFICIENT_SCOPE',
+  'IP_NOT_ALLOWED',
+  'RATE_LIMITED',
+];
+const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((code, i) => [code, i])) as Record<VerifyCode, number>;
+const BATCH = 500;
+
+interface UsageRow {
+  key_id: string;
+  minute: string;
+  outcome: string;
+  count: number;
+}
+
 export class UsageRecorder implements UsageSink {
   readonly #db: Kysely<Database>;
-  /** `${keyId}\n${minuteMs}\n${outcome}` → count */
-  #counts = new Map<string, number>();
+  /** keyId → minute start (ms) → counts by outcome index. No strings built per call. */
+  #counts = new Map<string, Map<number, Uint32Array>>();
   #lastUse = new Map<string, LastUse>();
   /** When each key's last use was last written; a key is written at most once a minute. */
   readonly #lastWritten = new Map<string, number>();
@@ -44,9 +65,7 @@ export class UsageRecorder implements UsageSink {
   }
 
   record(keyId: string, outcome: VerifyCode, at: number, ip: string | undefined, userAgent: string | undefined): void {
-    const minute = at - (at % 60_000);
-    const slot = `${keyId}\n${minute}\n${outcome}`;
-    this.#counts.set(slot, (this.#counts.get(slot) ?? 0) + 1);
+    this.#add(keyId, at - (at % 60_000), OUTCOME_INDEX[outcome], 1);
     if (outcome === 'VALID') {
       const last = this.#lastUse.get(keyId);
       if (last === undefined) {
@@ -57,6 +76,20 @@ export class UsageRecorder implements UsageSink {
         last.userAgent = userAgent ?? null;
       }
     }
+  }
+
+  #add(keyId: string, minute: number, outcomeIndex: number, count: number): void {
+    let minutes = this.#counts.get(keyId);
+    if (minutes === undefined) {
+      minutes = new Map();
+      this.#counts.set(keyId, minutes);
+    }
+    let counts = minutes.get(minute);
+    if (counts === undefined) {
+      counts = new Uint32Array(OUTCOMES.length);
+      minutes.set(minute, counts);
+    }
+    counts[outcomeIndex]! += count;
   }
 
   get pending(): number {
@@ -90,25 +123,29 @@ export class UsageRecorder implements UsageSink {
   }
 
   async #write(force: boolean): Promise<void> {
-    const counts = this.#counts;
-    const lastUse = new Map<string, LastUse>();
+    const rows: UsageRow[] = [];
+    for (const [keyId, minutes] of this.#counts) {
+      for (const [minute, counts] of minutes) {
+        const minuteIso = new Date(minute).toISOString();
+        counts.forEach((count, i) => {
+          if (count > 0) rows.push({ key_id: keyId, minute: minuteIso, outcome: OUTCOMES[i]!, count });
+        });
+      }
+    }
+    const uses: Array<[string, LastUse]> = [];
     const later = new Map<string, LastUse>();
     for (const [keyId, use] of this.#lastUse) {
       const written = this.#lastWritten.get(keyId);
-      (force || written === undefined || use.at - written >= 60_000 ? lastUse : later).set(keyId, use);
+      if (force || written === undefined || use.at - written >= 60_000) uses.push([keyId, use]);
+      else later.set(keyId, use);
     }
     this.#counts = new Map();
     this.#lastUse = later;
-    const rows = [...counts].map(([slot, count]) => {
-      const [keyId, minute, outcome] = slot.split('\n') as [string, string, string];
-      return { key_id: keyId, minute: new Date(Number(minute)).toISOString(), outcome, count };
-    });
-    const uses = [...lastUse];
     try {
-      // Small transactions with a turn of the event loop between them: with SQLite every
-      // statement runs on the main thread, and one long flush would stall verification.
+      // Many rows per statement, and a turn of the event loop between statements: with SQLite
+      // every statement runs on the main thread, and one long flush would stall verification.
       while (rows.length > 0) {
-        const chunk = rows.slice(0, 500);
+        const chunk = rows.slice(0, BATCH);
         await this.#db
           .insertInto('key_usage')
           .values(chunk)
@@ -118,31 +155,32 @@ export class UsageRecorder implements UsageSink {
         await yieldToEventLoop();
       }
       while (uses.length > 0) {
-        const chunk = uses.splice(0, 100);
-        await this.#db.transaction().execute(async (trx) => {
-          for (const [keyId, use] of chunk) {
-            const at = new Date(use.at).toISOString();
-            await trx
-              .updateTable('api_keys')
-              .set({ last_used_at: at, last_used_ip: use.ip, last_used_user_agent: use.userAgent?.slice(0, 200) ?? null })
-              .where('id', '=', keyId)
-              .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
-              .execute();
-          }
-        });
-        for (const [keyId, use] of chunk) {
-          this.#lastWritten.set(keyId, use.at);
-          lastUse.delete(keyId);
-        }
+        const chunk = uses.slice(0, BATCH);
+        await this.#db
+          .insertInto('key_last_use')
+          .values(
+            chunk.map(([keyId, use]) => ({
+              key_id: keyId,
+              used_at: new Date(use.at).toISOString(),
+              ip: use.ip,
+              user_agent: use.userAgent?.slice(0, 200) ?? null,
+            })),
+          )
+          .onConflict((oc) =>
+            oc
+              .column('key_id')
+              .doUpdateSet({ used_at: sql<string>`excluded.used_at`, ip: sql<string>`excluded.ip`, user_agent: sql<string>`excluded.user_agent` })
+              .where('key_last_use.used_at', '<', sql<string>`excluded.used_at`),
+          )
+          .execute();
+        for (const [keyId, use] of chunk) this.#lastWritten.set(keyId, use.at);
+        uses.splice(0, chunk.length);
         await yieldToEventLoop();
       }
     } catch (error) {
       // Put back what was not written so a later flush writes it.
-      for (const row of rows) {
-        const slot = `${row.key_id}\n${Date.parse(row.minute)}\n${row.outcome}`;
-        this.#counts.set(slot, (this.#counts.get(slot) ?? 0) + row.count);
-      }
-      for (const [keyId, use] of lastUse) {
+      for (const row of rows) this.#add(row.key_id, Date.parse(row.minute), OUTCOME_INDEX[row.outcome as VerifyCode], row.count);
+      for (const [keyId, use] of uses) {
         const newer = this.#lastUse.get(keyId);
         if (!newer || newer.at < use.at) this.#lastUse.set(keyId, use);
       }

@@ -30,9 +30,6 @@ export interface ApiKeysTable {
   replaced_by: string | null;
   grace_ends_at: string | null;
   retired_at: string | null;
-  last_used_at: string | null;
-  last_used_ip: string | null;
-  last_used_user_agent: string | null;
 }
 
 export interface KeyLabelsTable {
@@ -47,6 +44,13 @@ export interface KeyUsageTable {
   minute: string;
   outcome: string;
   count: number;
+}
+
+export interface KeyLastUseTable {
+  key_id: string;
+  used_at: string;
+  ip: string | null;
+  user_agent: string | null;
 }
 
 export interface AuditEventsTable {
@@ -73,6 +77,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   key_labels: KeyLabelsTable;
   key_usage: KeyUsageTable;
+  key_last_use: KeyLastUseTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
 }

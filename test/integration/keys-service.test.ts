@@ -112,9 +112,10 @@ describeEachDialect('key service on a real database', (dialect) => {
     await keys.usage.flush();
     const rows = await testStore.store.db.selectFrom('key_usage').selectAll().where('key_id', '=', record.id).execute();
     expect(rows.map((r) => [r.outcome, Number(r.count)])).toEqual([['VALID', 5]]);
-    const row = await testStore.store.db.selectFrom('api_keys').selectAll().where('id', '=', record.id).executeTakeFirstOrThrow();
-    expect(row.last_used_ip).toBe('192.0.2.1');
-    expect(row.last_used_user_agent).toBe('probe/1');
+    const row = await testStore.store.db.selectFrom('key_last_use').selectAll().where('key_id', '=', record.id).executeTakeFirstOrThrow();
+    expect(row.ip).toBe('192.0.2.1');
+    expect(row.user_agent).toBe('probe/1');
+    expect(row.used_at).toBe(new Date(clock.now()).toISOString());
     // A second flush adds to the same minute rather than replacing it.
     await keys.verify({ key });
     await keys.usage.flush();

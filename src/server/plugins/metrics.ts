@@ -1,42 +1,121 @@
-/** Prometheus metrics on a registry of the server's own (no global state). */
+/**
+ * Prometheus metrics. Process metrics come from prom-client on a registry of the server's own;
+ * the per-request metrics (verifications by outcome, verify latency, HTTP requests) are plain
+ * counters rendered in the text format at scrape time, because they run on every request and
+ * prom-client's label handling costs more than the work it measures.
+ */
 import type { FastifyInstance } from 'fastify';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+
+const VERIFY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25];
+
+/** A counter per label set, each label set resolved once. */
+export class LabelledCounter {
+  readonly #name: string;
+  readonly #help: string;
+  readonly #values = new Map<string, { labels: string; value: number }>();
+
+  constructor(name: string, help: string) {
+    this.#name = name;
+    this.#help = help;
+  }
+
+  /** The slot for one label set; keep it and call `inc()` on it. */
+  child(labels: Record<string, string | number>): { inc(): void } {
+    const text = Object.entries(labels)
+      .map(([name, value]) => `${name}="${String(value).replace(/["\\\n]/g, '_')}"`)
+      .join(',');
+    let slot = this.#values.get(text);
+    if (!slot) {
+      slot = { labels: text, value: 0 };
+      this.#values.set(text, slot);
+    }
+    const entry = slot;
+    return {
+      inc() {
+        entry.value += 1;
+      },
+    };
+  }
+
+  render(): string {
+    const lines = [`# HELP ${this.#name} ${this.#help}`, `# TYPE ${this.#name} counter`];
+    for (const slot of this.#values.values()) lines.push(`${this.#name}{${slot.labels}} ${slot.value}`);
+    return lines.join('\n');
+  }
+}
+
+/** A histogram without labels. */
+export class SimpleHistogram {
+  readonly #name: string;
+  readonly #help: string;
+  readonly #bounds: readonly number[];
+  readonly #counts: Float64Array;
+  #sum = 0;
+  #count = 0;
+
+  constructor(name: string, help: string, bounds: readonly number[]) {
+    this.#name = name;
+    this.#help = help;
+    this.#bounds = bounds;
+    this.#counts = new Float64Array(bounds.length);
+  }
+
+  observe(value: number): void {
+    this.#sum += value;
+    this.#count += 1;
+    const bounds = this.#bounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]!) {
+        this.#counts[i]! += 1;
+        return;
+      }
+    }
+  }
+
+  render(): string {
+    const lines = [`# HELP ${this.#name} ${this.#help}`, `# TYPE ${this.#name} histogram`];
+    let cumulative = 0;
+    this.#bounds.forEach((bound, i) => {
+      cumulative += this.#counts[i]!;
+      lines.push(`${this.#name}_bucket{le="${bound}"} ${cumulative}`);
+    });
+    lines.push(`${this.#name}_bucket{le="+Inf"} ${this.#count}`, `${this.#name}_sum ${this.#sum}`, `${this.#name}_count ${this.#count}`);
+    return lines.join('\n');
+  }
+}
 
 export interface ServerMetrics {
   readonly registry: Registry;
-  readonly verifications: Counter<'outcome'>;
-  readonly verifyDuration: Histogram;
-  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly verifications: LabelledCounter;
+  readonly verifyDuration: SimpleHistogram;
+  readonly httpRequests: LabelledCounter;
+  render(): Promise<string>;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): ServerMetrics {
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'keysmith_' });
+  const verifications = new LabelledCounter('keysmith_verifications_total', 'Key verifications by outcome code');
+  const verifyDuration = new SimpleHistogram(
+    'keysmith_verify_duration_seconds',
+    'Time spent verifying a key, from parsed body to outcome',
+    VERIFY_BUCKETS,
+  );
+  const httpRequests = new LabelledCounter('keysmith_http_requests_total', 'HTTP requests by method, route pattern and status');
   return {
     registry,
-    verifications: new Counter({
-      name: 'keysmith_verifications_total',
-      help: 'Key verifications by outcome code',
-      labelNames: ['outcome'],
-      registers: [registry],
-    }),
-    verifyDuration: new Histogram({
-      name: 'keysmith_verify_duration_seconds',
-      help: 'Time spent verifying a key, from parsed body to outcome',
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25],
-      registers: [registry],
-    }),
-    httpRequests: new Counter({
-      name: 'keysmith_http_requests_total',
-      help: 'HTTP requests by method, route pattern and status',
-      labelNames: ['method', 'route', 'status'],
-      registers: [registry],
-    }),
+    verifications,
+    verifyDuration,
+    httpRequests,
+    async render() {
+      const process = await registry.metrics();
+      return `${[verifications.render(), verifyDuration.render(), httpRequests.render()].join('\n')}\n${process}`;
+    },
   };
 }
 
 export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): void {
-  // Label children are cached: resolving labels on every request costs more than the increment.
   const children = new Map<string, { inc(): void }>();
   app.addHook('onResponse', (request, reply, done) => {
     // Route patterns, never raw URLs: a URL could carry an id or worse.
@@ -44,7 +123,7 @@ export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): v
     const slot = `${request.method} ${reply.statusCode} ${route}`;
     let child = children.get(slot);
     if (!child) {
-      child = metrics.httpRequests.labels({ method: request.method, route, status: reply.statusCode });
+      child = metrics.httpRequests.child({ method: request.method, route, status: reply.statusCode });
       children.set(slot, child);
     }
     child.inc();
@@ -52,6 +131,6 @@ export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): v
   });
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
+    return metrics.render();
   });
 }

@@ -28,9 +28,6 @@ export const keysAndAudit: Migration = {
       .addColumn('replaced_by', 'varchar(32)')
       .addColumn('grace_ends_at', 'varchar(32)')
       .addColumn('retired_at', 'varchar(32)')
-      .addColumn('last_used_at', 'varchar(32)')
-      .addColumn('last_used_ip', 'varchar(64)')
-      .addColumn('last_used_user_agent', 'varchar(200)')
       .execute();
     await db.schema.createIndex('api_keys_owner_idx').on('api_keys').columns(['owner', 'created_at']).execute();
     await db.schema.createIndex('api_keys_created_idx').on('api_keys').columns(['created_at', 'id']).execute();
@@ -53,6 +50,17 @@ export const keysAndAudit: Migration = {
       .addColumn('count', 'integer', (c) => c.notNull())
       .addPrimaryKeyConstraint('key_usage_pk', ['key_id', 'minute', 'outcome'])
       .execute();
+
+    // Last use lives apart from the key row: usage flushes upsert many rows per statement and
+    // never take a lock on api_keys (which rotations lock on PostgreSQL).
+    await db.schema
+      .createTable('key_last_use')
+      .addColumn('key_id', 'varchar(32)', (c) => c.primaryKey())
+      .addColumn('used_at', 'varchar(32)', (c) => c.notNull())
+      .addColumn('ip', 'varchar(64)')
+      .addColumn('user_agent', 'varchar(200)')
+      .execute();
+    await db.schema.createIndex('key_last_use_used_idx').on('key_last_use').column('used_at').execute();
 
     await db.schema
       .createTable('audit_events')
@@ -78,7 +86,7 @@ export const keysAndAudit: Migration = {
     await sql`insert into audit_head (id, seq, hash) values (1, 0, ${'0'.repeat(64)})`.execute(db);
   },
   async down(db: Kysely<any>) {
-    for (const table of ['audit_head', 'audit_events', 'key_usage', 'key_labels', 'api_keys']) {
+    for (const table of ['audit_head', 'audit_events', 'key_last_use', 'key_usage', 'key_labels', 'api_keys']) {
       await db.schema.dropTable(table).execute();
     }
   },

@@ -11,7 +11,7 @@ export function verifyKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
   const counterFor = (code: string) => {
     let counter = counters.get(code);
     if (!counter) {
-      counter = verifications.labels({ outcome: code });
+      counter = verifications.child({ outcome: code });
       counters.set(code, counter);
     }
     return counter;
