@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { checksum, formatKey, parseKey, MAX_KEY_LENGTH } from './key-format.js';
+import { crc32 } from 'node:zlib';
+import { checksum, crc32Ascii, formatKey, parseKey, MAX_KEY_LENGTH } from './key-format.js';
 
 const random = (size: number) => randomBytes(size);
 const ID = 'AbCdEfGhIjKlMnOpQrStUv';
@@ -33,6 +34,12 @@ describe('key format', () => {
     expect(parseKey(formatKey('ks', 'live', ID, random).replace('_live_', '_prod_'))).toBeUndefined();
     expect(parseKey('x'.repeat(5000))).toBeUndefined();
     expect(parseKey(`${formatKey('ks', 'live', ID, random)}\n`)).toBeUndefined();
+  });
+
+  it('computes the same CRC-32 as zlib', () => {
+    for (const text of ['', 'hello', 'ks_live_AbCdEfGhIjKlMnOpQrStUv_' + 'x'.repeat(43)]) {
+      expect(crc32Ascii(text)).toBe(crc32(text));
+    }
   });
 
   it('computes a six-character base62 CRC32 checksum', () => {

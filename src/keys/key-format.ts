@@ -9,7 +9,6 @@
  * - checksum: CRC32 of everything before it, as 6 base62 characters, so scanners and `verify`
  *   reject look-alike text without a database round trip
  */
-import { crc32 } from 'node:zlib';
 import { encodeBase62, encodeUint32Base62 } from '../shared/base62.js';
 import type { RandomBytes } from '../shared/ids.js';
 
@@ -32,8 +31,26 @@ export interface ParsedKey {
   readonly secret: string;
 }
 
+/** CRC-32 (IEEE) table; computed in JS, which for a short ASCII key beats a call into zlib. */
+const CRC_TABLE = (() => {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
+
+/** CRC-32 of an ASCII string (key bodies are ASCII by construction). */
+export function crc32Ascii(text: string): number {
+  let crc = -1;
+  for (let i = 0; i < text.length; i++) crc = CRC_TABLE[(crc ^ text.charCodeAt(i)) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ -1) >>> 0;
+}
+
 export function checksum(text: string): string {
-  return encodeUint32Base62(crc32(text), CHECKSUM_LENGTH);
+  return encodeUint32Base62(crc32Ascii(text), CHECKSUM_LENGTH);
 }
 
 /** Builds a key string; the secret is random unless given. */

@@ -5,11 +5,11 @@
  * answered synchronously. A change made on this server drops the cached row at once; the
  * change feed drops rows changed on another server within a poll interval.
  *
- * Each cached row remembers the last secret that matched its HMAC (in memory only, compared
- * in constant time), so a key presented again costs a comparison instead of an HMAC. The
- * memo goes with the row: on any change to the key, on eviction, and after the cache TTL.
+ * Keys that have matched are also remembered by their full text (in memory only, never
+ * written anywhere), so a key presented again costs one map lookup: no parse, no checksum, no
+ * HMAC. Such an entry dies with its row: on any change to the key, on eviction, and after the
+ * cache TTL. A key that does not match is never remembered.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { KeyHasher } from '../crypto/index.js';
 import type { Database } from '../store/index.js';
@@ -71,8 +71,11 @@ export interface CachedKey {
   readonly replacedBy: string | null;
   readonly graceEndsAt: string | null;
   readonly graceEndsAtMs: number;
-  /** The last presented secret that matched, as bytes; see the module note. */
-  matchedSecret: Buffer | null;
+  readonly loadedAt: number;
+  /** Set when the row is invalidated or evicted: entries found by key text must be dropped. */
+  stale: boolean;
+  /** The match result for this row, allocated once. */
+  readonly matched: { readonly ok: true; readonly entry: CachedKey };
 }
 
 interface CacheSlot {
@@ -112,6 +115,8 @@ export class KeyVerifier {
   readonly #cache = new Map<string, CacheSlot>();
   readonly #loading = new Map<string, Promise<CachedKey | null>>();
   readonly #limiter = new RateLimiter();
+  /** Full key text → its row, for keys that matched; see the module note. */
+  readonly #byText = new Map<string, CachedKey>();
   /** Bumped on every invalidation, so a load that raced a change never caches a stale row. */
   #generation = 0;
 
@@ -123,6 +128,8 @@ export class KeyVerifier {
   /** Drops a cached row; the next lookup reads the database. */
   invalidate(keyId: string): void {
     this.#generation += 1;
+    const slot = this.#cache.get(keyId);
+    if (slot?.value) slot.value.stale = true;
     this.#cache.delete(keyId);
     this.#loading.delete(keyId);
   }
@@ -132,11 +139,18 @@ export class KeyVerifier {
    * Synchronous on a cache hit; a promise only when the row must be loaded.
    */
   match(presented: string, kind: KeyKind): MatchResult | Promise<MatchResult> {
+    const known = this.#byText.get(presented);
+    if (known !== undefined) {
+      if (!known.stale && this.#deps.clock.now() - known.loadedAt < this.#options.cacheTtlMs) {
+        return known.kind === kind ? known.matched : MATCH_NOT_FOUND;
+      }
+      this.#byText.delete(presented);
+    }
     const parsed = parseKey(presented);
     if (!parsed) return MATCH_MALFORMED;
     const cached = this.#cached(parsed.keyId);
-    if (cached !== undefined) return this.#check(cached, parsed, kind);
-    return this.#load(parsed.keyId).then((entry) => this.#check(entry, parsed, kind));
+    if (cached !== undefined) return this.#check(cached, parsed, kind, presented);
+    return this.#load(parsed.keyId).then((entry) => this.#check(entry, parsed, kind, presented));
   }
 
   /** Verifies a service key. Expected failures are values, never exceptions. */
@@ -154,16 +168,16 @@ export class KeyVerifier {
     return outcome;
   }
 
-  #check(entry: CachedKey | null, parsed: ParsedKey, kind: KeyKind): MatchResult {
-    if (entry === null || entry.kind !== kind || entry.keyHash === null || entry.prefix !== parsed.prefix || entry.env !== parsed.env) {
+  #check(entry: CachedKey | null, parsed: ParsedKey, kind: KeyKind, presented: string): MatchResult {
+    if (entry === null || entry.keyHash === null || entry.prefix !== parsed.prefix || entry.env !== parsed.env) {
       return MATCH_NOT_FOUND;
     }
-    const presented = Buffer.from(parsed.secret, 'latin1');
-    const memo = entry.matchedSecret;
-    if (memo !== null && memo.length === presented.length && timingSafeEqual(memo, presented)) return { ok: true, entry };
     if (!this.#deps.hasher.matches(parsed.keyId, parsed.secret, entry.keyHash, entry.hashVersion)) return MATCH_NOT_FOUND;
-    entry.matchedSecret = presented;
-    return { ok: true, entry };
+    if (!entry.stale) {
+      if (this.#byText.size >= this.#options.cacheMaxEntries) this.#byText.clear();
+      this.#byText.set(presented, entry);
+    }
+    return entry.kind === kind ? entry.matched : MATCH_NOT_FOUND;
   }
 
   /** Whether an already-matched entry is usable right now (for management tokens). */
@@ -266,13 +280,23 @@ export class KeyVerifier {
           replacedBy: row.replaced_by,
           graceEndsAt: row.grace_ends_at,
           graceEndsAtMs: row.grace_ends_at === null ? Number.POSITIVE_INFINITY : Date.parse(row.grace_ends_at),
-          matchedSecret: null,
+          loadedAt: this.#deps.clock.now(),
+          stale: false,
+          matched: undefined as unknown as CachedKey['matched'],
         }
       : null;
-    if (generation !== this.#generation) return value;
+    if (value !== null) (value as { matched: CachedKey['matched'] }).matched = Object.freeze({ ok: true as const, entry: value });
+    if (generation !== this.#generation) {
+      // A change landed while this row was read: answer with it once, but remember nothing.
+      if (value !== null) value.stale = true;
+      return value;
+    }
     if (this.#cache.size >= this.#options.cacheMaxEntries) {
-      const oldest = this.#cache.keys().next();
-      if (!oldest.done) this.#cache.delete(oldest.value);
+      const oldest = this.#cache.entries().next();
+      if (!oldest.done) {
+        if (oldest.value[1].value) oldest.value[1].value.stale = true;
+        this.#cache.delete(oldest.value[0]);
+      }
     }
     this.#cache.set(keyId, { value, loadedAt: this.#deps.clock.now() });
     return value;

@@ -116,15 +116,26 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
 }
 
 export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): void {
-  const children = new Map<string, { inc(): void }>();
+  // method → route pattern → status → counter: interned strings and small ints, no string built per request.
+  const children = new Map<string, Map<string, Map<number, { inc(): void }>>>();
   app.addHook('onResponse', (request, reply, done) => {
     // Route patterns, never raw URLs: a URL could carry an id or worse.
     const route = request.routeOptions.url ?? 'unmatched';
-    const slot = `${request.method} ${reply.statusCode} ${route}`;
-    let child = children.get(slot);
+    const status = reply.statusCode;
+    let byRoute = children.get(request.method);
+    if (!byRoute) {
+      byRoute = new Map();
+      children.set(request.method, byRoute);
+    }
+    let byStatus = byRoute.get(route);
+    if (!byStatus) {
+      byStatus = new Map();
+      byRoute.set(route, byStatus);
+    }
+    let child = byStatus.get(status);
     if (!child) {
-      child = metrics.httpRequests.child({ method: request.method, route, status: reply.statusCode });
-      children.set(slot, child);
+      child = metrics.httpRequests.child({ method: request.method, route, status });
+      byStatus.set(status, child);
     }
     child.inc();
     done();
