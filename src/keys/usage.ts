@@ -66,15 +66,18 @@ export class UsageRecorder implements UsageSink {
 
   record(keyId: string, outcome: VerifyCode, at: number, ip: string | undefined, userAgent: string | undefined): void {
     this.#add(keyId, at - (at % 60_000), OUTCOME_INDEX[outcome], 1);
-    if (outcome === 'VALID') {
-      const last = this.#lastUse.get(keyId);
-      if (last === undefined) {
-        this.#lastUse.set(keyId, { at, ip: ip ?? null, userAgent: userAgent ?? null });
-      } else if (at >= last.at) {
-        last.at = at;
-        last.ip = ip ?? null;
-        last.userAgent = userAgent ?? null;
-      }
+    if (outcome === 'VALID') this.noteUse(keyId, at, ip, userAgent);
+  }
+
+  /** Notes a use (last time, IP, user agent) without counting an outcome. */
+  noteUse(keyId: string, at: number, ip: string | undefined, userAgent: string | undefined): void {
+    const last = this.#lastUse.get(keyId);
+    if (last === undefined) {
+      this.#lastUse.set(keyId, { at, ip: ip ?? null, userAgent: userAgent ?? null });
+    } else if (at >= last.at) {
+      last.at = at;
+      last.ip = ip ?? null;
+      last.userAgent = userAgent ?? null;
     }
   }
 

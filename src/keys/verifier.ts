@@ -74,6 +74,12 @@ export interface CachedKey {
   readonly loadedAt: number;
   /** Set when the row is invalidated or evicted: entries found by key text must be dropped. */
   stale: boolean;
+  /** Who this row is when it authenticates as a management token. */
+  readonly principal: { readonly id: string; readonly owner: string; readonly scopes: readonly string[] };
+  /** Outcomes built for this row, by code; see #fixed. */
+  readonly outcomes: Map<VerifyCode, VerifyOutcome>;
+  /** When a management token's use was last noted (token use is noted at most once a second). */
+  lastNoted: number;
   /** The match result for this row, allocated once. */
   readonly matched: { readonly ok: true; readonly entry: CachedKey };
 }
@@ -190,32 +196,44 @@ export class KeyVerifier {
 
   #decide(entry: CachedKey, input: VerifyInput, now: number): VerifyOutcome {
     const state = this.usableCode(entry, now);
-    const base = {
+    if (state !== 'VALID') return this.#fixed(entry, state);
+    if (entry.allowlist !== null && (input.ip === undefined || !entry.allowlist.allows(input.ip))) {
+      return this.#fixed(entry, 'IP_NOT_ALLOWED');
+    }
+    if (input.scopes !== undefined) {
+      for (const scope of input.scopes) {
+        if (!hasScope(entry.scopes, scope)) return this.#fixed(entry, 'INSUFFICIENT_SCOPE');
+      }
+    }
+    if (entry.rateLimit !== null) {
+      const decision = this.#limiter.take(entry.id, entry.rateLimit.limit, entry.rateLimit.windowMs, now);
+      const ratelimit = { limit: decision.limit, remaining: decision.remaining, reset: new Date(decision.resetAt).toISOString() };
+      return { ...this.#fixed(entry, decision.allowed ? 'VALID' : 'RATE_LIMITED'), ratelimit };
+    }
+    return this.#fixed(entry, 'VALID');
+  }
+
+  /**
+   * The outcome for a row and code depends on nothing else (rate-limit figures aside), so it
+   * is built once per cached row and shared, frozen.
+   */
+  #fixed(entry: CachedKey, code: VerifyCode): VerifyOutcome {
+    const known = entry.outcomes.get(code);
+    if (known) return known;
+    const outcome: VerifyOutcome = Object.freeze({
+      valid: code === 'VALID',
+      code,
       keyId: entry.id,
       owner: entry.owner,
       env: entry.env,
       scopes: entry.scopes,
       expiresAt: entry.replacedBy !== null && entry.graceEndsAtMs < entry.expiresAtMs ? entry.graceEndsAt! : entry.expiresAt,
-    };
-    if (state !== 'VALID') return { valid: false, code: state, ...base };
-    if (entry.allowlist !== null && (input.ip === undefined || !entry.allowlist.allows(input.ip))) {
-      return { valid: false, code: 'IP_NOT_ALLOWED', ...base };
-    }
-    if (input.scopes !== undefined) {
-      for (const scope of input.scopes) {
-        if (!hasScope(entry.scopes, scope)) return { valid: false, code: 'INSUFFICIENT_SCOPE', ...base };
-      }
-    }
-    const rotation =
-      entry.replacedBy !== null ? { rotation: { replacedBy: entry.replacedBy, graceEndsAt: entry.graceEndsAt! } } : {};
-    if (entry.rateLimit !== null) {
-      const decision = this.#limiter.take(entry.id, entry.rateLimit.limit, entry.rateLimit.windowMs, now);
-      const ratelimit = { limit: decision.limit, remaining: decision.remaining, reset: new Date(decision.resetAt).toISOString() };
-      if (!decision.allowed) return { valid: false, code: 'RATE_LIMITED', ...base, ratelimit };
-      return { valid: true, code: 'VALID', ...base, ...rotation, ratelimit };
-    }
-    return { valid: true, code: 'VALID', ...base, ...rotation };
+      ...(code === 'VALID' && entry.replacedBy !== null ? { rotation: { replacedBy: entry.replacedBy, graceEndsAt: entry.graceEndsAt! } } : {}),
+    });
+    entry.outcomes.set(code, outcome);
+    return outcome;
   }
+
 
   /** The cached row (null: known not to exist), or undefined on a miss. */
   #cached(keyId: string): CachedKey | null | undefined {
@@ -282,6 +300,9 @@ export class KeyVerifier {
           graceEndsAtMs: row.grace_ends_at === null ? Number.POSITIVE_INFINITY : Date.parse(row.grace_ends_at),
           loadedAt: this.#deps.clock.now(),
           stale: false,
+          principal: Object.freeze({ id: row.id, owner: row.owner, scopes: Object.freeze(JSON.parse(row.scopes) as string[]) }),
+          outcomes: new Map(),
+          lastNoted: 0,
           matched: undefined as unknown as CachedKey['matched'],
         }
       : null;
