@@ -41,7 +41,8 @@ const OUTCOMES: readonly VerifyCode[] = [
   'RATE_LIMITED',
 ];
 const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((code, i) => [code, i])) as Record<VerifyCode, number>;
-const BATCH = 500;
+// Small statements: on SQLite each one runs on the main thread, so a long one is a latency spike.
+const BATCH = 100;
 
 interface UsageRow {
   key_id: string;

@@ -1,5 +1,5 @@
 /** The hot path: answers 200 with an outcome code; an invalid key is a value, not an error. */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Problem, VerifyKeyBody, VerifyResultSchema, type VerifyKeyBodyWire } from '../../../contract/index.js';
 import type { VerifyOutcome } from '../../../keys/index.js';
 import type { RouteDeps } from '../../route-deps.js';
@@ -15,6 +15,18 @@ export function verifyKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
       counters.set(code, counter);
     }
     return counter;
+  };
+  // Most outcomes are frozen objects shared per cached row (see the verifier), so their JSON,
+  // made by this route's own response serializer, is kept beside them and sent as is.
+  const serialized = new WeakMap<VerifyOutcome, string>();
+  const send = (reply: FastifyReply, outcome: VerifyOutcome): FastifyReply => {
+    if (!Object.isFrozen(outcome)) return reply.send(outcome);
+    let json = serialized.get(outcome);
+    if (json === undefined) {
+      json = String(reply.serialize(outcome));
+      serialized.set(outcome, json);
+    }
+    return reply.header('content-type', 'application/json; charset=utf-8').send(json);
   };
   app.post<{ Body: VerifyKeyBodyWire }>(
     '/v1/keys/verify',
@@ -37,14 +49,13 @@ export function verifyKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
         ip: body.ip ?? request.ip,
         userAgent: body.userAgent ?? request.headers['user-agent'],
       });
-      const finish = (outcome: VerifyOutcome) => {
+      const finish = (outcome: VerifyOutcome): FastifyReply => {
         verifyDuration.observe((performance.now() - started) / 1000);
         counterFor(outcome.code).inc();
-        return outcome;
+        return send(reply, outcome);
       };
       if (result instanceof Promise) return result.then(finish);
-      reply.send(finish(result));
-      return reply;
+      return finish(result);
     },
   );
 }
