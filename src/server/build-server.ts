@@ -85,7 +85,6 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // JSON only: any other content type is a 415, not a string for the schema to puzzle over.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, app.getDefaultJsonParser('error', 'error'));
-  registerProblemHandling(app);
 
   await app.register(swagger, {
     openapi: {
@@ -108,7 +107,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     guard: createAuthGuard({ keys: deps.keys, store: deps.store, clock: deps.clock }),
     isReady: deps.isReady ?? (() => true),
   };
-  registerMetrics(app, metrics);
+  registerProblemHandling(app, registerMetrics(app, metrics));
   healthRoutes(app, routeDeps);
   for (const register of [
     createKeyRoute,

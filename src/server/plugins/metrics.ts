@@ -4,7 +4,7 @@
  * counters rendered in the text format at scrape time, because they run on every request and
  * prom-client's label handling costs more than the work it measures.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 
 const VERIFY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25];
@@ -115,13 +115,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
   };
 }
 
-export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): void {
+/**
+ * Counts HTTP requests by method, route pattern and status without an onResponse hook (which
+ * costs each request an event listener): route handlers are wrapped to count what they answer,
+ * and problem responses (auth failures, bad input, unknown routes) are counted where they are
+ * sent. Returns the counting function for the problem handler.
+ */
+export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): (request: FastifyRequest, status: number) => void {
   // method → route pattern → status → counter: interned strings and small ints, no string built per request.
   const children = new Map<string, Map<string, Map<number, { inc(): void }>>>();
-  app.addHook('onResponse', (request, reply, done) => {
+  const count = (request: FastifyRequest, status: number): void => {
     // Route patterns, never raw URLs: a URL could carry an id or worse.
     const route = request.routeOptions.url ?? 'unmatched';
-    const status = reply.statusCode;
     let byRoute = children.get(request.method);
     if (!byRoute) {
       byRoute = new Map();
@@ -138,10 +143,24 @@ export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): v
       byStatus.set(status, child);
     }
     child.inc();
-    done();
+  };
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler as (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => unknown;
+    route.handler = function countedHandler(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+      const result = handler.call(this, request, reply);
+      if (result instanceof Promise) {
+        return result.then((value: unknown) => {
+          count(request, reply.statusCode);
+          return value;
+        });
+      }
+      count(request, reply.statusCode);
+      return result;
+    };
   });
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.render();
   });
+  return count;
 }

@@ -117,15 +117,20 @@ function frameworkMessage(code: ErrorCode, error: FastifyError): string {
   }
 }
 
-export function registerProblemHandling(app: FastifyInstance): void {
+/** `onProblem` sees every problem response (the metrics count them there). */
+export function registerProblemHandling(app: FastifyInstance, onProblem: (request: FastifyRequest, status: number) => void = () => undefined): void {
+  const send = (reply: FastifyReply, error: AppError) => {
+    onProblem(reply.request, error.status);
+    return sendProblem(reply, error);
+  };
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const appError = toAppError(error);
-    if (appError) return sendProblem(reply, appError);
+    if (appError) return send(reply, appError);
     // Unexpected: log it (the logger redacts secrets) and answer without internals.
     request.log.error({ err: error }, 'unhandled error');
-    return sendProblem(reply, new AppError('ERR_INTERNAL', 'an internal error occurred; the request id identifies it in the server log'));
+    return send(reply, new AppError('ERR_INTERNAL', 'an internal error occurred; the request id identifies it in the server log'));
   });
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, new AppError('ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${redactKeys(request.url.split('?')[0] ?? '')}; see /openapi.json`)),
+    send(reply, new AppError('ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${redactKeys(request.url.split('?')[0] ?? '')}; see /openapi.json`)),
   );
 }
