@@ -145,3 +145,21 @@ export async function checkAnswers(url: string, headers: Record<string, string>,
   await Promise.all(Array.from({ length: 8 }, worker));
   return checked;
 }
+
+/**
+ * Sends every body in the pool once (a few at a time), so the measured seconds see a server in
+ * steady state: for Keysmith, every key's row is in its cache, as on a gateway that has been
+ * up for a while. The baseline gets the same pass, so both targets are treated alike.
+ */
+export async function primeAll(url: string, headers: Record<string, string>, pool: readonly PoolEntry[], concurrency = 16): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < pool.length) {
+      const entry = pool[next++]!;
+      const answer = await fetch(url, { method: 'POST', headers, body: entry.body });
+      await answer.arrayBuffer();
+      if (answer.status !== 200) throw new WrongAnswerError(`priming answered ${answer.status}`);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}

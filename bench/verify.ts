@@ -29,7 +29,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcess } from 'node:child_process';
 import { seed } from './seed.js';
-import { buildPool, checkAnswers, postJson, WrongAnswerError, type PoolMix } from './pool.js';
+import { buildPool, checkAnswers, primeAll, postJson, WrongAnswerError, type PoolMix } from './pool.js';
 import { cleanup, hasCommand, interrupted, keepDir, removeOnExit, runToEnd, startProcess, stderrOf, stopProcess, waitForListening } from './procs.js';
 import type { LoadResult, LoadSpec, LoadTool, PhaseEvent } from './load.js';
 import { formatProfileSummary, summariseProfile, type ProfileSummary, type ProfileWindow } from './profile-summary.js';
@@ -413,6 +413,11 @@ async function main(): Promise<number> {
     throw new WrongAnswerError(`the baseline answered ${probe.status} ${JSON.stringify(probe.json)}`);
   }
   log(`  baseline ${baselineUrl}: answers`);
+
+  const primeStarted = performance.now();
+  await primeAll(`${serverUrl}${VERIFY_PATH}`, headers, pool);
+  await primeAll(`${baselineUrl}${VERIFY_PATH}`, headers, pool);
+  log(`  primed both targets with every body once (${pool.length.toLocaleString('en-US')} each) in ${((performance.now() - primeStarted) / 1000).toFixed(1)} s`);
 
   // 3. Rounds: verify and baseline alternately (ABBA order), identical load.
   const spec = (url: string): LoadSpec => ({
