@@ -5,7 +5,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../store/index.js';
-import type { UsageSink, VerifyCode } from './verifier.js';
+import { VERIFY_CODES, type UsageSink, type VerifyCode } from './verifier.js';
 
 interface LastUse {
   at: number;
@@ -29,17 +29,7 @@ export interface KeyUsage {
   readonly minutes: UsageMinute[];
 }
 
-const OUTCOMES: readonly VerifyCode[] = [
-  'VALID',
-  'MALFORMED',
-  'NOT_FOUND',
-  'EXPIRED',
-  'REVOKED',
-  'DISABLED',
-  'INSUFFICIENT_SCOPE',
-  'IP_NOT_ALLOWED',
-  'RATE_LIMITED',
-];
+const OUTCOMES = VERIFY_CODES;
 const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((code, i) => [code, i])) as Record<VerifyCode, number>;
 // Small statements: on SQLite each one runs on the main thread, so a long one is a latency spike.
 const BATCH = 100;
