@@ -13,9 +13,8 @@ import { initialise } from '../src/app/init.js';
 import { loadMasterKey } from '../src/app/data-dir.js';
 import { openServices } from '../src/app/services.js';
 import { createKeyHasher, secureRandom } from '../src/crypto/index.js';
-import { CURRENT_HASH_VERSION } from '../src/crypto/key-hasher.js';
-import { DEFAULT_PREFIX, formatKey } from '../src/keys/key-format.js';
-import { newKeyIdBody } from '../src/shared/ids.js';
+import { DEFAULT_PREFIX } from '../src/keys/key-format.js';
+import { newKeyRow } from '../src/keys/index.js';
 import type { ApiKeysTable } from '../src/store/index.js';
 
 export interface SeedOptions {
@@ -131,34 +130,23 @@ async function bulkInsert(
     const now = new Date().toISOString();
     const rows: ApiKeysTable[] = [];
     for (let i = start; i < Math.min(start + BULK_BATCH, to); i++) {
-      const idBody = newKeyIdBody(secureRandom);
-      const id = `key_${idBody}`;
-      const key = formatKey(DEFAULT_PREFIX, 'live', idBody, secureRandom);
-      rows.push({
-        id,
-        kind: 'service',
-        prefix: DEFAULT_PREFIX,
-        env: 'live',
-        hash_version: CURRENT_HASH_VERSION,
-        key_hash: hasher.hash(id, secretOf(key)),
-        owner: `bench-team-${i % OWNERS}`,
-        purpose: 'verify benchmark',
-        scopes: JSON.stringify(SCOPES[i % SCOPES.length]),
-        ip_allowlist: null,
-        rate_limit_limit: null,
-        rate_limit_window_ms: null,
-        expires_at: expiresAt,
-        created_at: now,
-        created_by: 'bench',
-        updated_at: now,
-        disabled_at: null,
-        revoked_at: null,
-        revoke_reason: null,
-        replaces: null,
-        replaced_by: null,
-        grace_ends_at: null,
-        retired_at: null,
-      });
+      const { key, row } = newKeyRow(
+        {
+          kind: 'service',
+          prefix: DEFAULT_PREFIX,
+          env: 'live',
+          owner: `bench-team-${i % OWNERS}`,
+          purpose: 'verify benchmark',
+          scopes: JSON.stringify(SCOPES[i % SCOPES.length]),
+          ip_allowlist: null,
+          rate_limit_limit: null,
+          rate_limit_window_ms: null,
+        },
+        { expiresAt, createdAt: now, createdBy: 'bench' },
+        { hasher, random: secureRandom },
+      );
+      rows.push(row);
+      const id = row.id;
       out.push({ id, key });
     }
     await db.transaction().execute(async (trx) => {
@@ -167,12 +155,6 @@ async function bulkInsert(
     written += rows.length;
   }
   return written;
-}
-
-/** Same rule as key-service.ts: the last segment minus its 6-character checksum. */
-function secretOf(key: string): string {
-  const last = key.slice(key.lastIndexOf('_') + 1);
-  return last.slice(0, last.length - 6);
 }
 
 /** Spreads the revoked keys evenly over the issued ones (both issue() and bulk rows). */

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { parseDuration, formatDuration } from '../shared/duration.js';
 import { DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../keys/index.js';
-
+import { isPostgresUrl } from '../store/index.js';
 import { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
 
 export { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT };
@@ -30,8 +30,8 @@ export interface ConfigInput {
 
 export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = process.env): AppConfig {
   const dataDir = resolve(input.data ?? env.KEYSMITH_DATA ?? DEFAULT_DATA_DIR);
-  const databaseUrl = input.database ?? env.KEYSMITH_DATABASE_URL ?? undefined;
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+  const databaseUrl = input.database ?? env.KEYSMITH_DATABASE_URL;
+  if (databaseUrl !== undefined && !isPostgresUrl(databaseUrl)) {
     throw new ConfigError('--database must be a postgres:// URL (leave it out for SQLite in the data directory)');
   }
   const { host, port } = parseAddr(input.addr ?? env.KEYSMITH_LISTEN ?? `${DEFAULT_HOST}:${DEFAULT_PORT}`);

@@ -1,7 +1,7 @@
 /** `keysmith init`: data directory, master key, migrations and a root token shown once. */
 import type { AppConfig } from './config.js';
 import { ensureDataDir, readRootToken, rootTokenPath, writeRootToken } from './data-dir.js';
-import { openServices } from './services.js';
+import { openServices, type Services } from './services.js';
 
 export interface InitResult {
   readonly dataDir: string;
@@ -23,16 +23,28 @@ export async function initialise(config: AppConfig, options: InitOptions = {}): 
   const services = await openServices(config, { migrate: false });
   try {
     const migrations = await services.store.migrate();
-    const needsToken = created || options.newRootToken === true || readRootToken(config.dataDir) === undefined;
-    if (!needsToken) return { dataDir: config.dataDir, created, rootTokenFile: rootTokenPath(config.dataDir), migrations };
-    const issued = await services.keys.issueToken(
-      { actor: 'system:init' },
-      ['*'],
-      { scopes: ['*'], owner: 'root', purpose: 'root token from keysmith init', ttl: `${Math.floor(config.keyPolicy.maxTtlMs / 1000)}s` },
-    );
-    const file = writeRootToken(config.dataDir, issued.key);
-    return { dataDir: config.dataDir, created, rootToken: issued.key, rootTokenId: issued.record.id, rootTokenFile: file, migrations };
+    const token = await ensureRootToken(services, config, created || options.newRootToken === true);
+    return { dataDir: config.dataDir, created, rootTokenFile: rootTokenPath(config.dataDir), migrations, ...token };
   } finally {
     await services.close();
   }
+}
+
+/**
+ * Issues a root token when asked to, or when the data directory has none, and keeps it in the
+ * root-token file (0600). Shared by `init` and the first start of `serve`.
+ */
+export async function ensureRootToken(
+  services: Services,
+  config: AppConfig,
+  force: boolean,
+): Promise<Pick<InitResult, 'rootToken' | 'rootTokenId'>> {
+  if (!force && readRootToken(config.dataDir) !== undefined) return {};
+  const issued = await services.keys.issueToken(
+    { actor: 'system:init' },
+    ['*'],
+    { scopes: ['*'], owner: 'root', purpose: 'root token from keysmith init', ttl: `${Math.floor(config.keyPolicy.maxTtlMs / 1000)}s` },
+  );
+  writeRootToken(config.dataDir, issued.key);
+  return { rootToken: issued.key, rootTokenId: issued.record.id };
 }

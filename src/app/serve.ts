@@ -6,8 +6,8 @@
 import type { FastifyInstance } from 'fastify';
 import { buildServer, createMetrics, REDACT_PATHS } from '../server/index.js';
 import type { AppConfig } from './config.js';
-import { isInitialised } from './data-dir.js';
-import { initialise, type InitResult } from './init.js';
+import { ensureDataDir, rootTokenPath } from './data-dir.js';
+import { ensureRootToken, type InitResult } from './init.js';
 import { openServices, type Services } from './services.js';
 
 export interface RunningServer {
@@ -25,11 +25,17 @@ export interface StartOptions {
 }
 
 export async function startServer(config: AppConfig, options: StartOptions = {}): Promise<RunningServer> {
-  const init = isInitialised(config.dataDir) ? undefined : await initialise(config);
+  // A new data directory is initialised on the services this server runs on: one open, one migration.
+  const created = ensureDataDir(config.dataDir);
   const services = await openServices(config);
   let ready = true;
   let app: FastifyInstance;
+  let init: InitResult | undefined;
   try {
+    if (created) {
+      const token = await ensureRootToken(services, config, true);
+      init = { dataDir: config.dataDir, created, rootTokenFile: rootTokenPath(config.dataDir), migrations: [], ...token };
+    }
     app = await buildServer({
       keys: services.keys,
       store: services.store,

@@ -21,3 +21,4 @@ export { VERIFY_CODES, type VerifyCode, type VerifyInput, type VerifyOutcome } f
 export { KEY_STATUSES, type KeyRecord, type KeyStatus, type KeyKind, type RateLimit } from './key-record.js';
 export { parseKey, formatKey, checksum, MAX_KEY_LENGTH, PREFIX_RE, KEY_ENVS, type KeyEnv, type ParsedKey } from './key-format.js';
 export type { KeyUsage, UsageMinute } from './usage.js';
+export { newKeyRow, type KeySettings, type NewKeyRowMeta } from './key-row.js';

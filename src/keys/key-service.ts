@@ -9,10 +9,11 @@ import type { KeyHasher } from '../crypto/index.js';
 import type { Database, ApiKeysTable, Dialect } from '../store/index.js';
 import { AppError } from '../shared/errors.js';
 import { parseDuration, formatDuration } from '../shared/duration.js';
-import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
+import type { RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
 import { hasScope, isManagementScope, missingScopes, MANAGEMENT_SCOPES } from '../policy/index.js';
-import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, formatKey, type KeyEnv } from './key-format.js';
+import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, type KeyEnv } from './key-format.js';
+import { newKeyRow } from './key-row.js';
 import { normaliseCidr } from './ip-allowlist.js';
 import { toKeyRecord, type KeyKind, type KeyRecord, type KeyStatus } from './key-record.js';
 import { KeyVerifier, type VerifyInput, type VerifyOutcome, type CachedKey, type MatchResult } from './verifier.js';
@@ -182,20 +183,15 @@ export class KeyService {
    * row is cached (the common case on every gateway call), a promise otherwise.
    */
   authenticate(token: string, ip?: string): AuthResult | Promise<AuthResult> {
-    const matched = this.verifier.match(token, 'management');
-    return matched instanceof Promise ? matched.then((m) => this.#authResult(m, token, ip)) : this.#authResult(matched, token, ip);
+    const matched = this.verifier.match(token);
+    return matched instanceof Promise ? matched.then((m) => this.#authResult(m, ip)) : this.#authResult(matched, ip);
   }
 
-  #authResult(matched: MatchResult, token: string, ip: string | undefined): AuthResult | Promise<AuthResult> {
-    if (!matched.ok) {
-      if (matched.code === 'MALFORMED') return { ok: false, reason: 'MALFORMED' };
-      // Tell a service key apart from an unknown token, for a clearer refusal.
-      const asService = this.verifier.match(token, 'service');
-      const refuse = (m: MatchResult): AuthResult =>
-        m.ok ? { ok: false, reason: 'SERVICE_KEY', keyId: m.entry.id } : { ok: false, reason: 'NOT_FOUND' };
-      return asService instanceof Promise ? asService.then(refuse) : refuse(asService);
-    }
-    const entry: CachedKey = matched.entry;
+  #authResult(matched: MatchResult, ip: string | undefined): AuthResult {
+    if (matched === 'MALFORMED' || matched === 'NOT_FOUND') return { ok: false, reason: matched };
+    // A service key is told apart from an unknown token, for a clearer refusal.
+    if (matched.kind !== 'management') return { ok: false, reason: 'SERVICE_KEY', keyId: matched.id };
+    const entry: CachedKey = matched;
     const now = this.#deps.clock.now();
     const code = this.verifier.usableCode(entry, now);
     if (code !== 'VALID') return { ok: false, reason: code as AuthFailure, keyId: entry.id };
@@ -330,28 +326,9 @@ export class KeyService {
       assertRotatable(old, iso(now));
       const lifetime = Math.min(Date.parse(old.expires_at) - Date.parse(old.created_at), config.maxTtlMs);
       const expiresAt = input.ttl !== undefined || input.expiresAt !== undefined ? this.#expiry(input, now) : iso(now + lifetime);
-      const idBody = newKeyIdBody(this.#deps.random);
-      const successorId = `key_${idBody}`;
-      const key = formatKey(old.prefix, old.env, idBody, this.#deps.random);
-      const secret = secretOf(key);
       const graceEndsAt = iso(Math.min(Date.parse(old.expires_at), now + overlapMs));
-      const row: ApiKeysTable = {
-        ...old,
-        id: successorId,
-        hash_version: this.#deps.hasher.currentVersion,
-        key_hash: this.#deps.hasher.hash(successorId, secret),
-        expires_at: expiresAt,
-        created_at: iso(now),
-        created_by: ctx.actor,
-        updated_at: iso(now),
-        disabled_at: null,
-        revoked_at: null,
-        revoke_reason: null,
-        replaces: old.id,
-        replaced_by: null,
-        grace_ends_at: null,
-        retired_at: null,
-      };
+      const { key, row } = newKeyRow(old, { expiresAt, createdAt: iso(now), createdBy: ctx.actor, replaces: old.id }, this.#deps);
+      const successorId = row.id;
       await trx.insertInto('api_keys').values(row).execute();
       const labels = await this.#labelsFor(trx, [old.id]);
       await this.#writeLabels(trx, successorId, labels.get(old.id) ?? {});
@@ -481,9 +458,11 @@ export class KeyService {
 
   async usageOf(keyId: string, since: string): Promise<KeyUsage> {
     const sinceMs = this.#deps.clock.now() - lookback(since, 'since');
-    const record = await this.get(keyId);
+    const key = await this.#deps.db.selectFrom('api_keys').select('kind').where('id', '=', keyId).executeTakeFirst();
+    if (key?.kind !== 'service') throw notFound(keyId);
+    // Read the last use after the flush inside usage.read, so this server's pending use is in it.
     const usage = await this.usage.read(keyId, sinceMs);
-    const row = await this.#deps.db.selectFrom('key_last_use').selectAll().where('key_id', '=', record.id).executeTakeFirst();
+    const row = await this.#deps.db.selectFrom('key_last_use').selectAll().where('key_id', '=', keyId).executeTakeFirst();
     return { ...usage, lastUsedAt: row?.used_at ?? null, lastUsedIp: row?.ip ?? null, lastUsedUserAgent: row?.user_agent ?? null };
   }
 
@@ -504,35 +483,23 @@ export class KeyService {
     const expiresAt = this.#expiry(input, now);
     const allowlist = normaliseAllowlist(input.ipAllowlist ?? null);
     const rateLimit = normaliseRateLimit(input.rateLimit ?? null);
-    const idBody = newKeyIdBody(this.#deps.random);
-    const id = `key_${idBody}`;
     const env = input.env ?? 'live';
-    const key = formatKey(prefix, env, idBody, this.#deps.random);
-    const row: ApiKeysTable = {
-      id,
-      kind,
-      prefix,
-      env,
-      hash_version: this.#deps.hasher.currentVersion,
-      key_hash: this.#deps.hasher.hash(id, secretOf(key)),
-      owner: input.owner,
-      purpose: input.purpose ?? '',
-      scopes: JSON.stringify(dedupe(scopes)),
-      ip_allowlist: allowlist === null ? null : JSON.stringify(allowlist),
-      rate_limit_limit: rateLimit?.limit ?? null,
-      rate_limit_window_ms: rateLimit?.windowMs ?? null,
-      expires_at: expiresAt,
-      created_at: iso(now),
-      created_by: ctx.actor,
-      updated_at: iso(now),
-      disabled_at: null,
-      revoked_at: null,
-      revoke_reason: null,
-      replaces: null,
-      replaced_by: null,
-      grace_ends_at: null,
-      retired_at: null,
-    };
+    const { key, row } = newKeyRow(
+      {
+        kind,
+        prefix,
+        env,
+        owner: input.owner,
+        purpose: input.purpose ?? '',
+        scopes: JSON.stringify(dedupe(scopes)),
+        ip_allowlist: allowlist === null ? null : JSON.stringify(allowlist),
+        rate_limit_limit: rateLimit?.limit ?? null,
+        rate_limit_window_ms: rateLimit?.windowMs ?? null,
+      },
+      { expiresAt, createdAt: iso(now), createdBy: ctx.actor },
+      this.#deps,
+    );
+    const id = row.id;
     await this.#deps.db.transaction().execute(async (trx) => {
       await trx.insertInto('api_keys').values(row).execute();
       await this.#writeLabels(trx, id, input.labels ?? {});
@@ -669,12 +636,6 @@ function normaliseRateLimit(input: RateLimitInput | null): { limit: number; wind
     throw new AppError('ERR_INVALID_REQUEST', 'rateLimit.window must be at most 24h', { details: [{ field: 'rateLimit.window', message: 'at most 24h' }] });
   }
   return { limit: input.limit, windowMs };
-}
-
-function secretOf(key: string): string {
-  // `<prefix>_<env>_<id>_<secret><checksum>`: the secret is the last segment minus 6 characters.
-  const last = key.slice(key.lastIndexOf('_') + 1);
-  return last.slice(0, last.length - 6);
 }
 
 function auditNoun(kind: KeyKind): string {

@@ -12,7 +12,7 @@
  */
 import type { Kysely } from 'kysely';
 import type { KeyHasher } from '../crypto/index.js';
-import type { Database } from '../store/index.js';
+import type { ApiKeysTable, Database } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import { hasScope } from '../policy/index.js';
 import { parseKey, type KeyEnv, type ParsedKey } from './key-format.js';
@@ -64,13 +64,13 @@ export interface CachedKey {
   readonly scopes: readonly string[];
   readonly allowlist: CompiledAllowlist | null;
   readonly rateLimit: { readonly limit: number; readonly windowMs: number } | null;
-  readonly expiresAt: string;
-  readonly expiresAtMs: number;
   readonly disabled: boolean;
   readonly revoked: boolean;
   readonly replacedBy: string | null;
   readonly graceEndsAt: string | null;
-  readonly graceEndsAtMs: number;
+  /** When the key stops verifying: its expiry, or the end of its rotation overlap if sooner. */
+  readonly validUntil: string;
+  readonly validUntilMs: number;
   readonly loadedAt: number;
   /** Set when the row is invalidated or evicted: entries found by key text must be dropped. */
   stale: boolean;
@@ -80,9 +80,28 @@ export interface CachedKey {
   readonly outcomes: Map<VerifyCode, VerifyOutcome>;
   /** When a management token's use was last noted (token use is noted at most once a second). */
   lastNoted: number;
-  /** The match result for this row, allocated once. */
-  readonly matched: { readonly ok: true; readonly entry: CachedKey };
 }
+
+/** What verification needs from a key row. */
+const VERIFY_COLUMNS = [
+  'id',
+  'kind',
+  'prefix',
+  'env',
+  'hash_version',
+  'key_hash',
+  'owner',
+  'scopes',
+  'ip_allowlist',
+  'rate_limit_limit',
+  'rate_limit_window_ms',
+  'expires_at',
+  'disabled_at',
+  'revoked_at',
+  'replaced_by',
+  'grace_ends_at',
+] as const;
+type VerifyRow = Pick<ApiKeysTable, (typeof VERIFY_COLUMNS)[number]>;
 
 interface CacheSlot {
   readonly value: CachedKey | null;
@@ -105,13 +124,11 @@ export interface VerifierDeps {
   readonly usage: UsageSink;
 }
 
-/** The outcome of matching a presented key against its row, before scope/IP/limit checks. */
-export type MatchResult =
-  | { readonly ok: true; readonly entry: CachedKey }
-  | { readonly ok: false; readonly code: 'MALFORMED' | 'NOT_FOUND' };
-
-const MATCH_MALFORMED: MatchResult = Object.freeze({ ok: false, code: 'MALFORMED' });
-const MATCH_NOT_FOUND: MatchResult = Object.freeze({ ok: false, code: 'NOT_FOUND' });
+/**
+ * The row a presented key belongs to (its secret checked), or why there is none. Kind is not
+ * checked here: verify wants service keys, authentication management tokens.
+ */
+export type MatchResult = CachedKey | 'MALFORMED' | 'NOT_FOUND';
 const MALFORMED: VerifyOutcome = Object.freeze({ valid: false, code: 'MALFORMED' });
 const NOT_FOUND: VerifyOutcome = Object.freeze({ valid: false, code: 'NOT_FOUND' });
 
@@ -141,55 +158,51 @@ export class KeyVerifier {
   }
 
   /**
-   * Finds the row a presented key names and checks its secret, kind, prefix and env.
-   * Synchronous on a cache hit; a promise only when the row must be loaded.
+   * Finds the row a presented key names and checks its secret, prefix and env. Synchronous on
+   * a cache hit; a promise only when the row must be loaded.
    */
-  match(presented: string, kind: KeyKind): MatchResult | Promise<MatchResult> {
+  match(presented: string): MatchResult | Promise<MatchResult> {
     const known = this.#byText.get(presented);
     if (known !== undefined) {
-      if (!known.stale && this.#deps.clock.now() - known.loadedAt < this.#options.cacheTtlMs) {
-        return known.kind === kind ? known.matched : MATCH_NOT_FOUND;
-      }
+      if (!known.stale && this.#deps.clock.now() - known.loadedAt < this.#options.cacheTtlMs) return known;
       this.#byText.delete(presented);
     }
     const parsed = parseKey(presented);
-    if (!parsed) return MATCH_MALFORMED;
+    if (!parsed) return 'MALFORMED';
     const cached = this.#cached(parsed.keyId);
-    if (cached !== undefined) return this.#check(cached, parsed, kind, presented);
-    return this.#load(parsed.keyId).then((entry) => this.#check(entry, parsed, kind, presented));
+    if (cached !== undefined) return this.#check(cached, parsed, presented);
+    return this.#load(parsed.keyId).then((entry) => this.#check(entry, parsed, presented));
   }
 
   /** Verifies a service key. Expected failures are values, never exceptions. */
   verify(input: VerifyInput): VerifyOutcome | Promise<VerifyOutcome> {
-    const matched = this.match(input.key, 'service');
+    const matched = this.match(input.key);
     return matched instanceof Promise ? matched.then((m) => this.#outcome(m, input)) : this.#outcome(matched, input);
   }
 
   #outcome(matched: MatchResult, input: VerifyInput): VerifyOutcome {
-    if (!matched.ok) return matched.code === 'MALFORMED' ? MALFORMED : NOT_FOUND;
-    const entry = matched.entry;
+    if (matched === 'MALFORMED') return MALFORMED;
+    if (matched === 'NOT_FOUND' || matched.kind !== 'service') return NOT_FOUND;
     const now = this.#deps.clock.now();
-    const outcome = this.#decide(entry, input, now);
-    this.#deps.usage.record(entry.id, outcome.code, now, input.ip, input.userAgent);
+    const outcome = this.#decide(matched, input, now);
+    this.#deps.usage.record(matched.id, outcome.code, now, input.ip, input.userAgent);
     return outcome;
   }
 
-  #check(entry: CachedKey | null, parsed: ParsedKey, kind: KeyKind, presented: string): MatchResult {
-    if (entry === null || entry.keyHash === null || entry.prefix !== parsed.prefix || entry.env !== parsed.env) {
-      return MATCH_NOT_FOUND;
-    }
-    if (!this.#deps.hasher.matches(parsed.keyId, parsed.secret, entry.keyHash, entry.hashVersion)) return MATCH_NOT_FOUND;
+  #check(entry: CachedKey | null, parsed: ParsedKey, presented: string): MatchResult {
+    if (entry === null || entry.keyHash === null || entry.prefix !== parsed.prefix || entry.env !== parsed.env) return 'NOT_FOUND';
+    if (!this.#deps.hasher.matches(parsed.keyId, parsed.secret, entry.keyHash, entry.hashVersion)) return 'NOT_FOUND';
     if (!entry.stale) {
       if (this.#byText.size >= this.#options.cacheMaxEntries) this.#byText.clear();
       this.#byText.set(presented, entry);
     }
-    return entry.kind === kind ? entry.matched : MATCH_NOT_FOUND;
+    return entry;
   }
 
   /** Whether an already-matched entry is usable right now (for management tokens). */
   usableCode(entry: CachedKey, now: number): VerifyCode {
     if (entry.revoked) return 'REVOKED';
-    if (now >= effectiveExpiry(entry)) return 'EXPIRED';
+    if (now >= entry.validUntilMs) return 'EXPIRED';
     if (entry.disabled) return 'DISABLED';
     return 'VALID';
   }
@@ -227,13 +240,12 @@ export class KeyVerifier {
       owner: entry.owner,
       env: entry.env,
       scopes: entry.scopes,
-      expiresAt: entry.replacedBy !== null && entry.graceEndsAtMs < entry.expiresAtMs ? entry.graceEndsAt! : entry.expiresAt,
+      expiresAt: entry.validUntil,
       ...(code === 'VALID' && entry.replacedBy !== null ? { rotation: { replacedBy: entry.replacedBy, graceEndsAt: entry.graceEndsAt! } } : {}),
     });
     entry.outcomes.set(code, outcome);
     return outcome;
   }
-
 
   /** The cached row (null: known not to exist), or undefined on a miss. */
   #cached(keyId: string): CachedKey | null | undefined {
@@ -252,61 +264,47 @@ export class KeyVerifier {
     return load;
   }
 
+  #compile(row: VerifyRow): CachedKey {
+    const scopes = Object.freeze(JSON.parse(row.scopes) as string[]);
+    // A rotated key stops at the end of its overlap, unless it expires before then.
+    const graceFirst = row.grace_ends_at !== null && row.grace_ends_at < row.expires_at;
+    const validUntil = graceFirst ? row.grace_ends_at! : row.expires_at;
+    return {
+      id: row.id,
+      kind: row.kind,
+      prefix: row.prefix,
+      env: row.env,
+      hashVersion: row.hash_version,
+      keyHash: row.key_hash === null ? null : Buffer.from(row.key_hash, 'base64url'),
+      owner: row.owner,
+      scopes,
+      allowlist: row.ip_allowlist === null ? null : compileAllowlist(JSON.parse(row.ip_allowlist) as string[]),
+      rateLimit:
+        row.rate_limit_limit === null || row.rate_limit_window_ms === null
+          ? null
+          : { limit: row.rate_limit_limit, windowMs: Number(row.rate_limit_window_ms) },
+      disabled: row.disabled_at !== null,
+      revoked: row.revoked_at !== null,
+      replacedBy: row.replaced_by,
+      graceEndsAt: row.grace_ends_at,
+      validUntil,
+      validUntilMs: Date.parse(validUntil),
+      loadedAt: this.#deps.clock.now(),
+      stale: false,
+      principal: Object.freeze({ id: row.id, owner: row.owner, scopes }),
+      outcomes: new Map(),
+      lastNoted: 0,
+    };
+  }
+
   async #read(keyId: string): Promise<CachedKey | null> {
     const generation = this.#generation;
     const row = await this.#deps.db
       .selectFrom('api_keys')
-      .select([
-        'id',
-        'kind',
-        'prefix',
-        'env',
-        'hash_version',
-        'key_hash',
-        'owner',
-        'scopes',
-        'ip_allowlist',
-        'rate_limit_limit',
-        'rate_limit_window_ms',
-        'expires_at',
-        'disabled_at',
-        'revoked_at',
-        'replaced_by',
-        'grace_ends_at',
-      ])
+      .select(VERIFY_COLUMNS)
       .where('id', '=', keyId)
       .executeTakeFirst();
-    const value: CachedKey | null = row
-      ? {
-          id: row.id,
-          kind: row.kind,
-          prefix: row.prefix,
-          env: row.env,
-          hashVersion: row.hash_version,
-          keyHash: row.key_hash === null ? null : Buffer.from(row.key_hash, 'base64url'),
-          owner: row.owner,
-          scopes: Object.freeze(JSON.parse(row.scopes) as string[]),
-          allowlist: row.ip_allowlist === null ? null : compileAllowlist(JSON.parse(row.ip_allowlist) as string[]),
-          rateLimit:
-            row.rate_limit_limit === null || row.rate_limit_window_ms === null
-              ? null
-              : { limit: row.rate_limit_limit, windowMs: Number(row.rate_limit_window_ms) },
-          expiresAt: row.expires_at,
-          expiresAtMs: Date.parse(row.expires_at),
-          disabled: row.disabled_at !== null,
-          revoked: row.revoked_at !== null,
-          replacedBy: row.replaced_by,
-          graceEndsAt: row.grace_ends_at,
-          graceEndsAtMs: row.grace_ends_at === null ? Number.POSITIVE_INFINITY : Date.parse(row.grace_ends_at),
-          loadedAt: this.#deps.clock.now(),
-          stale: false,
-          principal: Object.freeze({ id: row.id, owner: row.owner, scopes: Object.freeze(JSON.parse(row.scopes) as string[]) }),
-          outcomes: new Map(),
-          lastNoted: 0,
-          matched: undefined as unknown as CachedKey['matched'],
-        }
-      : null;
-    if (value !== null) (value as { matched: CachedKey['matched'] }).matched = Object.freeze({ ok: true as const, entry: value });
+    const value = row ? this.#compile(row) : null;
     if (generation !== this.#generation) {
       // A change landed while this row was read: answer with it once, but remember nothing.
       if (value !== null) value.stale = true;
@@ -324,6 +322,3 @@ export class KeyVerifier {
   }
 }
 
-function effectiveExpiry(entry: CachedKey): number {
-  return entry.replacedBy !== null ? Math.min(entry.expiresAtMs, entry.graceEndsAtMs) : entry.expiresAtMs;
-}

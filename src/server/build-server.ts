@@ -8,8 +8,7 @@ import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { KeyService } from '../keys/index.js';
 import type { Store } from '../store/index.js';
-import { encodeBase62 } from '../shared/base62.js';
-import type { RandomBytes } from '../shared/ids.js';
+import { requestIdGenerator, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
 import { createAuthGuard } from './plugins/auth.js';
 import { createMetrics, registerMetrics, type ServerMetrics } from './plugins/metrics.js';
@@ -46,13 +45,6 @@ export const REDACT_PATHS = [
   'token',
 ];
 
-/** Request ids: a random per-process prefix and a counter, so no random bytes per request. */
-function requestIds(random: RandomBytes): () => string {
-  const prefix = encodeBase62(random(8), 11);
-  let counter = 0;
-  return () => `req_${prefix}${(counter++).toString(36)}`;
-}
-
 export interface ServerDeps {
   readonly keys: KeyService;
   readonly store: Store;
@@ -73,7 +65,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     trustProxy: deps.trustProxy ?? false,
-    genReqId: requestIds(deps.random),
+    genReqId: requestIdGenerator(deps.random),
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },

@@ -14,6 +14,9 @@ export function isKeyId(value: string): boolean {
   return KEY_ID_RE.test(value);
 }
 
-export function newRequestId(random: RandomBytes): string {
-  return `req_${encodeBase62(random(12), 17)}`;
+/** Request ids: a random per-process prefix and a counter, so no random bytes per request. */
+export function requestIdGenerator(random: RandomBytes): () => string {
+  const prefix = encodeBase62(random(8), 11);
+  let counter = 0;
+  return () => `req_${prefix}${(counter++).toString(36)}`;
 }

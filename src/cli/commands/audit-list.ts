@@ -1,12 +1,10 @@
 /** `keysmith audit list`: page through the audit log in sequence order. */
-import type { AuditEventWire, AuditPageWire } from '../../contract/index.js';
+import type { AuditPageWire } from '../../contract/index.js';
 import { UsageError, optionFlag, optionString, type Command } from '../command.js';
 import { clientFrom, clientOptions } from '../client.js';
 import { table } from '../render.js';
+import { collectPages } from '../pages.js';
 import { integerOption } from './keys.js';
-
-/** Stops `--all` from looping forever on a server that keeps answering with a cursor. */
-const MAX_PAGES = 100_000;
 
 export const auditListCommand: Command = {
   name: 'audit list',
@@ -37,18 +35,8 @@ export const auditListCommand: Command = {
       ...(action !== undefined ? { action } : {}),
       ...(actor !== undefined ? { actor } : {}),
     };
-    let page: AuditPageWire = await client.listAudit({ ...query, ...(after !== undefined ? { after } : {}) });
-    const events: AuditEventWire[] = [...page.data];
-    if (all) {
-      for (let pages = 1; page.nextCursor !== null && pages < MAX_PAGES; pages += 1) {
-        const cursor: number = page.nextCursor;
-        page = await client.listAudit({ ...query, after: cursor });
-        events.push(...page.data);
-        // A cursor that does not move forward would repeat the same page for ever.
-        if (page.nextCursor !== null && page.nextCursor <= cursor) break;
-      }
-    }
-    const nextCursor = all ? null : page.nextCursor;
+    const first = await client.listAudit({ ...query, ...(after !== undefined ? { after } : {}) });
+    const { data: events, nextCursor } = await collectPages(first, all, (cursor) => client.listAudit({ ...query, after: cursor }));
     const lines = [table(events, ['seq', 'time', 'actor', 'action', 'target'])];
     if (nextCursor !== null) lines.push('', `More events: add --after ${nextCursor} (or --all for every page)`);
     return { data: { data: events, nextCursor } satisfies AuditPageWire, text: lines.join('\n') };

@@ -8,12 +8,12 @@ import type { IssuedKeyWire, KeyPageWire, KeyRecordWire, KeyUsageWire, UpdateKey
 import { UsageError, optionFlag, optionList, optionString, type Command, type CommandContext } from '../command.js';
 import { clientFrom, clientOptions } from '../client.js';
 import { fields, table } from '../render.js';
+import { collectPages } from '../pages.js';
 
 const KEY_ID_RE = /^key_[0-9A-Za-z]{22}$/;
 const KEY_ENVS = ['live', 'test'] as const;
 const KEY_STATUSES = ['active', 'expired', 'revoked', 'disabled', 'superseded'] as const;
 /** Stops `--all` from looping forever on a server that keeps answering with a cursor. */
-const MAX_PAGES = 10_000;
 
 /** The line shown under every issued key or token. */
 export function shownOnceWarning(noun: 'key' | 'token'): string {
@@ -205,17 +205,8 @@ const listKeys: Command = {
       ...(unusedFor !== undefined ? { unusedFor } : {}),
       ...(limit !== undefined ? { limit } : {}),
     };
-    let page: KeyPageWire = await client.listKeys({ ...query, ...(firstCursor !== undefined ? { cursor: firstCursor } : {}) });
-    const records = [...page.data];
-    if (all) {
-      const seen = new Set<string>();
-      for (let pages = 1; page.nextCursor !== null && pages < MAX_PAGES && !seen.has(page.nextCursor); pages += 1) {
-        seen.add(page.nextCursor);
-        page = await client.listKeys({ ...query, cursor: page.nextCursor });
-        records.push(...page.data);
-      }
-    }
-    const nextCursor = all ? null : page.nextCursor;
+    const first = await client.listKeys({ ...query, ...(firstCursor !== undefined ? { cursor: firstCursor } : {}) });
+    const { data: records, nextCursor } = await collectPages(first, all, (cursor) => client.listKeys({ ...query, cursor }));
     const lines = [table(records, ['id', 'owner', 'env', 'status', 'scopes', 'expiresAt', 'lastUsedAt'])];
     if (nextCursor !== null) lines.push('', `More keys: add --cursor ${nextCursor} (or --all for every page)`);
     return { data: { data: records, nextCursor } satisfies KeyPageWire, text: lines.join('\n') };

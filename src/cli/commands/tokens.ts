@@ -6,6 +6,7 @@ import type { CreateTokenBodyWire, KeyPageWire } from '../../contract/index.js';
 import { UsageError, optionFlag, optionList, optionString, type Command } from '../command.js';
 import { clientFrom, clientOptions } from '../client.js';
 import { table } from '../render.js';
+import { collectPages } from '../pages.js';
 import { expiryOptions, integerOption, issuedText, keyIdArgument, parseLabels, recordFields, shownOnceWarning } from './keys.js';
 
 export const createTokenCommand: Command = {
@@ -59,13 +60,9 @@ const listTokens: Command = {
     const limit = integerOption(ctx, 'limit');
     const cursor = optionString(ctx, 'cursor');
     if (optionFlag(ctx, 'all') && cursor !== undefined) throw new UsageError('give either --cursor or --all, not both');
-    let page: KeyPageWire = await client.listTokens({ ...(limit !== undefined ? { limit } : {}), ...(cursor !== undefined ? { cursor } : {}) });
-    const records = [...page.data];
-    while (optionFlag(ctx, 'all') && page.nextCursor !== null) {
-      page = await client.listTokens({ ...(limit !== undefined ? { limit } : {}), cursor: page.nextCursor });
-      records.push(...page.data);
-    }
-    const nextCursor = optionFlag(ctx, 'all') ? null : page.nextCursor;
+    const query = limit !== undefined ? { limit } : {};
+    const first = await client.listTokens({ ...query, ...(cursor !== undefined ? { cursor } : {}) });
+    const { data: records, nextCursor } = await collectPages(first, optionFlag(ctx, 'all'), (next) => client.listTokens({ ...query, cursor: next }));
     const lines = [table(records, ['id', 'owner', 'status', 'scopes', 'expiresAt', 'lastUsedAt'])];
     if (nextCursor !== null) lines.push('', `More tokens: add --cursor ${nextCursor} (or --all)`);
     return { data: { data: records, nextCursor } satisfies KeyPageWire, text: lines.join('\n') };
