@@ -24,6 +24,7 @@ const LAYERS: Record<string, number> = {
   policy: 1,
   audit: 2,
   keys: 3,
+  secrets: 3,
   server: 4,
   sdk: 2,
   app: 5,

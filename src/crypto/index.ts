@@ -8,3 +8,14 @@ export {
   deriveSecret,
 } from './master-key.js';
 export { createKeyHasher, CURRENT_HASH_VERSION, type KeyHasher } from './key-hasher.js';
+export type { KekProvider } from './kek-provider.js';
+export { aeadSeal, aeadOpen, AEAD_KEY_BYTES } from './aead.js';
+export { createLocalKekProvider } from './local-kek.js';
+export {
+  sealEnvelope,
+  openEnvelope,
+  rewrapEnvelope,
+  ENVELOPE_FORMAT,
+  ENVELOPE_ALG,
+  type Envelope,
+} from './envelope.js';
