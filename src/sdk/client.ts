@@ -13,7 +13,21 @@ import type {
   KeyUsageWire,
   ListAuditQueryWire,
   ListKeysQueryWire,
+  ListSecretsQueryWire,
+  MoveStageBodyWire,
+  PutSecretBodyWire,
+  PutSecretResultWire,
+  ReadSecretQueryWire,
+  ReadersQueryWire,
   RotateKeyBodyWire,
+  SecretMetadataWire,
+  SecretPageWire,
+  SecretReadersWire,
+  SecretValueWire,
+  SecretVersionsWire,
+  KekStatusWire,
+  CasBodyWire,
+  DestroyVersionsBodyWire,
   RotatedKeyWire,
   UpdateKeyBodyWire,
   VerifyKeyBodyWire,
@@ -64,6 +78,19 @@ export interface KeysmithClientOptions {
 }
 
 type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
+
+/**
+ * `/v1/secrets/<path>[/<action>]`. Valid path characters are URL-safe and go in as they are;
+ * anything else is escaped so it cannot reach another route, and `.`/`..` segments (which URLs
+ * resolve away, escaped or not) are refused before any request.
+ */
+export function secretUrl(path: string, action?: string): string {
+  const segments = path.split('/');
+  if (segments.some((segment) => segment === '.' || segment === '..')) {
+    throw new RangeError('a secret path may not contain "." or ".." segments');
+  }
+  return `/v1/secrets/${segments.map(encodeURIComponent).join('/')}${action === undefined ? '' : `/${action}`}`;
+}
 
 export class KeysmithClient {
   readonly addr: string;
@@ -131,6 +158,59 @@ export class KeysmithClient {
   }
   verifyAudit(): Promise<ChainVerificationWire> {
     return this.#call('POST', '/v1/audit/verify');
+  }
+
+  /** Stores a new version; `cas` guards against a concurrent writer, `requestToken` makes a retry safe. */
+  putSecret(path: string, body: PutSecretBodyWire): Promise<PutSecretResultWire> {
+    return this.#call('PUT', secretUrl(path), { body });
+  }
+  /** The value of the `current` stage, or of the stage or version asked for. */
+  readSecret(path: string, query: ReadSecretQueryWire = {}): Promise<SecretValueWire> {
+    return this.#call('GET', secretUrl(path), { query });
+  }
+  secretVersions(path: string): Promise<SecretVersionsWire> {
+    return this.#call('GET', secretUrl(path, 'versions'));
+  }
+  /** Moves `current` to the `pending` version (and the old current to `previous`). */
+  promoteSecret(path: string, body: CasBodyWire = {}): Promise<SecretMetadataWire> {
+    return this.#call('POST', secretUrl(path, 'promote'), { body });
+  }
+  /** Moves `current` back to the `previous` version. */
+  rollbackSecret(path: string, body: CasBodyWire = {}): Promise<SecretMetadataWire> {
+    return this.#call('POST', secretUrl(path, 'rollback'), { body });
+  }
+  /** Puts a stage on a version, or takes it off with `version: null`. */
+  moveSecretStage(path: string, body: MoveStageBodyWire): Promise<SecretMetadataWire> {
+    return this.#call('POST', secretUrl(path, 'stages'), { body });
+  }
+  /** Schedules the secret for deletion after the recovery window; `restoreSecret` undoes it until then. */
+  deleteSecret(path: string, options: { recoveryWindow?: string } = {}): Promise<SecretMetadataWire> {
+    return this.#call('DELETE', secretUrl(path), { query: { recoveryWindow: options.recoveryWindow } });
+  }
+  restoreSecret(path: string): Promise<SecretMetadataWire> {
+    return this.#call('POST', secretUrl(path, 'restore'), { body: {} });
+  }
+  /** Erases the values of some versions for good; their metadata stays. */
+  destroySecretVersions(path: string, body: DestroyVersionsBodyWire): Promise<SecretVersionsWire> {
+    return this.#call('POST', secretUrl(path, 'destroy'), { body });
+  }
+  listSecrets(query: ListSecretsQueryWire = {}): Promise<SecretPageWire> {
+    return this.#call('GET', '/v1/secrets', { query });
+  }
+  /** Who read a version (the current one unless a stage or version is given), and how often. */
+  secretReaders(path: string, query: ReadersQueryWire = {}): Promise<SecretReadersWire> {
+    return this.#call('GET', secretUrl(path, 'readers'), { query });
+  }
+  kekStatus(): Promise<KekStatusWire> {
+    return this.#call('GET', '/v1/kek');
+  }
+  /** Makes a new key-encryption key current; data keys are re-wrapped under it in the background. */
+  rotateKek(): Promise<KekStatusWire> {
+    return this.#call('POST', '/v1/kek/rotate', { body: {} });
+  }
+  /** Refused with ERR_KEK_VERSION_IN_USE while data keys are still wrapped under the version. */
+  retireKek(version: number): Promise<KekStatusWire> {
+    return this.#call('POST', `/v1/kek/versions/${encodeURIComponent(String(version))}/retire`, { body: {} });
   }
 
   async #call<T>(method: string, path: string, options: { body?: unknown; query?: Query } = {}): Promise<T> {
