@@ -4,7 +4,7 @@ import { UsageError, optionFlag, optionString, type Command } from '../command.j
 import { clientFrom, clientOptions } from '../client.js';
 import { table } from '../render.js';
 import { collectPages } from '../pages.js';
-import { integerOption } from './keys.js';
+import { integerOption } from '../options.js';
 
 export const auditListCommand: Command = {
   name: 'audit list',

@@ -9,11 +9,11 @@ import { UsageError, optionFlag, optionList, optionString, type Command, type Co
 import { clientFrom, clientOptions } from '../client.js';
 import { fields, table } from '../render.js';
 import { collectPages } from '../pages.js';
+import { integerOption, oneOf, parseLabels } from '../options.js';
 
 const KEY_ID_RE = /^key_[0-9A-Za-z]{22}$/;
 const KEY_ENVS = ['live', 'test'] as const;
 const KEY_STATUSES = ['active', 'expired', 'revoked', 'disabled', 'superseded'] as const;
-/** Stops `--all` from looping forever on a server that keeps answering with a cursor. */
 
 /** The line shown under every issued key or token. */
 export function shownOnceWarning(noun: 'key' | 'token'): string {
@@ -29,45 +29,12 @@ export function keyIdArgument(ctx: CommandContext): string {
   throw new UsageError(`"${id.slice(0, 40)}" is not a key id; key ids look like key_ followed by 22 letters and digits`);
 }
 
-/** `--label k=v` (repeatable) into a record; undefined when none were given. */
-export function parseLabels(list: readonly string[] | undefined): Record<string, string> | undefined {
-  if (list === undefined) return undefined;
-  const labels: Record<string, string> = {};
-  for (const pair of list) {
-    const at = pair.indexOf('=');
-    if (at <= 0) throw new UsageError(`--label "${pair.slice(0, 80)}" is not name=value (for example --label team=payments)`);
-    const name = pair.slice(0, at);
-    if (Object.hasOwn(labels, name)) throw new UsageError(`--label ${name} is given more than once`);
-    labels[name] = pair.slice(at + 1);
-  }
-  return labels;
-}
-
 /** `--rate-limit 100/1m` into `{ limit, window }`; the server judges the window. */
 export function parseRateLimit(text: string | undefined): { limit: number; window: string } | undefined {
   if (text === undefined) return undefined;
   const match = /^([1-9][0-9]{0,9})\/([^/\s]+)$/.exec(text);
   if (!match) throw new UsageError(`--rate-limit "${text.slice(0, 40)}" is not <requests>/<window> (for example 100/1m)`);
   return { limit: Number(match[1]), window: match[2]! };
-}
-
-/** A positive whole number flag such as `--limit 20`. */
-export function integerOption(ctx: CommandContext, name: string, minimum = 1): number | undefined {
-  const text = optionString(ctx, name);
-  if (text === undefined) return undefined;
-  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < minimum) {
-    throw new UsageError(`--${name} must be a whole number of at least ${minimum} (got "${text.slice(0, 20)}")`);
-  }
-  return Number(text);
-}
-
-function oneOf<T extends string>(ctx: CommandContext, name: string, allowed: readonly T[]): T | undefined {
-  const value = optionString(ctx, name);
-  if (value === undefined) return undefined;
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new UsageError(`--${name} must be one of ${allowed.join(', ')} (got "${value.slice(0, 20)}")`);
-  }
-  return value as T;
 }
 
 /** `--ttl` and `--expires-at` both set an expiry; only one may be given. */

@@ -7,7 +7,8 @@ import { UsageError, optionFlag, optionList, optionString, type Command } from '
 import { clientFrom, clientOptions } from '../client.js';
 import { table } from '../render.js';
 import { collectPages } from '../pages.js';
-import { expiryOptions, integerOption, issuedText, keyIdArgument, parseLabels, recordFields, shownOnceWarning } from './keys.js';
+import { integerOption, parseLabels } from '../options.js';
+import { expiryOptions, issuedText, keyIdArgument, recordFields, shownOnceWarning } from './keys.js';
 
 export const createTokenCommand: Command = {
   name: 'tokens create',
