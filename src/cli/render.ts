@@ -22,14 +22,3 @@ function cell(value: unknown): string {
   }
   return String(value);
 }
-
-/** A one-line progress bar on a terminal; nothing otherwise. */
-export function progress(stream: NodeJS.WritableStream & { isTTY?: boolean }, label: string): (done: number, total: number) => void {
-  if (!stream.isTTY) return () => undefined;
-  return (done, total) => {
-    const ratio = total === 0 ? 1 : Math.min(1, done / total);
-    const width = 30;
-    const filled = Math.round(ratio * width);
-    stream.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${done >= total ? '\n' : ''}`);
-  };
-}

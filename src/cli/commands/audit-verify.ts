@@ -1,7 +1,7 @@
 /** `keysmith audit verify`: through the API, or offline against the data directory or database. */
 import { optionString, type Command } from '../command.js';
 import { clientFrom } from '../client.js';
-import { progress } from '../render.js';
+import { progress } from '../progress.js';
 
 export const auditVerifyCommand: Command = {
   name: 'audit verify',
