@@ -12,12 +12,19 @@ export interface CommandIO {
   readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
   readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
   readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  /**
+   * Calls `listener` on every SIGINT/SIGTERM until the returned function is called, for a
+   * command that passes signals on (`run`); absent where there is no process to listen to.
+   */
+  readonly onSignal?: (listener: (signal: NodeJS.Signals) => void) => () => void;
 }
 
 export interface CommandContext extends CommandIO {
   readonly options: OptionValues;
   readonly positionals: string[];
   readonly json: boolean;
+  /** The arguments after `--`, untouched, for a command with `passThrough`; empty otherwise. */
+  readonly rest: readonly string[];
   /** Resolves when the user asks the process to stop (SIGINT/SIGTERM). */
   readonly stopSignal: Promise<string>;
 }
@@ -26,8 +33,14 @@ export interface CommandResult<T = unknown> {
   readonly data: T;
   /** What a person sees; defaults to the JSON form. */
   readonly text?: string;
-  /** 0 unless the command reports a refused outcome (1). */
-  readonly exitCode?: 0 | 1;
+  /** 0 unless the command reports a refused outcome (1), or passes on a child's status (`run`). */
+  readonly exitCode?: number;
+  /**
+   * `rendered` (the default): `text` or JSON, with a final newline. `raw`: `text` exactly as
+   * given, no newline added (a secret value, where every byte matters); `--json` still prints the
+   * data. `none`: nothing at all, since the output was a child's own.
+   */
+  readonly output?: 'rendered' | 'raw' | 'none';
 }
 
 export interface Command {
@@ -38,6 +51,8 @@ export interface Command {
   readonly usage: string;
   readonly options: OptionSpecs;
   readonly positionals: { readonly min: number; readonly max: number; readonly names?: string };
+  /** Arguments after `--` are not parsed but handed over as `ctx.rest` (a command line to start). */
+  readonly passThrough?: boolean;
   run(ctx: CommandContext): Promise<CommandResult>;
 }
 
@@ -49,15 +64,17 @@ export class UsageError extends Error {
   }
 }
 
-/** A refused operation: exit 1. */
+/** A refused operation: exit 1, or the conventional status of a command that could not start (126, 127). */
 export class RefusedError extends Error {
   readonly code: string;
   readonly data: unknown;
-  constructor(message: string, code = 'refused', data?: unknown) {
+  readonly exitCode: number;
+  constructor(message: string, code = 'refused', data?: unknown, exitCode = 1) {
     super(message);
     this.name = 'RefusedError';
     this.code = code;
     this.data = data;
+    this.exitCode = exitCode;
   }
 }
 

@@ -12,6 +12,12 @@ const code = await runCli(process.argv.slice(2), {
   stderr: process.stderr,
   stdin: process.stdin,
   stopSignal,
+  onSignal(listener) {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, listener);
+    return () => {
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, listener);
+    };
+  },
 });
 process.exitCode = code;
 // Let stdout drain, then leave even if a handle (a pool, a timer) lingers.

@@ -19,7 +19,10 @@ export interface RunOptions extends CommandIO {
 export async function runCli(args: readonly string[], io: RunOptions): Promise<number> {
   let argv = args;
   const commands = io.commands ?? COMMANDS;
-  const json = argv.includes('--json');
+  // What follows `--` belongs to a command line `run` starts, never to keysmith.
+  const dashes = argv.indexOf('--');
+  const head = dashes === -1 ? argv : argv.slice(0, dashes);
+  const json = head.includes('--json');
   const write = (stream: NodeJS.WritableStream, text: string) => stream.write(text.endsWith('\n') ? text : `${text}\n`);
   const fail = (exitCode: number, code: string, message: string, extra: Record<string, unknown> = {}) => {
     if (json) write(io.stderr, JSON.stringify({ error: { code, message: redactKeys(message), ...extra } }));
@@ -28,9 +31,9 @@ export async function runCli(args: readonly string[], io: RunOptions): Promise<n
   };
 
   // `--json` may come before the command words.
-  const leading = argv.findIndex((arg) => arg !== '--json');
+  const leading = head.findIndex((arg) => arg !== '--json');
   if (leading > 0) argv = [...argv.slice(leading), ...argv.slice(0, leading)];
-  const words = argv.filter((arg) => !arg.startsWith('-'));
+  const words = argv.slice(0, dashes === -1 ? argv.length : argv.indexOf('--')).filter((arg) => !arg.startsWith('-'));
   if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
     write(io.stdout, helpText(commands));
     return argv.length === 0 ? 2 : 0;
@@ -45,7 +48,12 @@ export async function runCli(args: readonly string[], io: RunOptions): Promise<n
   if (!command) {
     return fail(2, 'usage', `unknown command "${words.slice(0, 2).join(' ')}"; run "keysmith help" for the list`);
   }
-  const rest = argv.slice(command.name.split(' ').length);
+  let rest = argv.slice(command.name.split(' ').length);
+  let passed: string[] = [];
+  if (command.passThrough && rest.includes('--')) {
+    passed = rest.slice(rest.indexOf('--') + 1);
+    rest = rest.slice(0, rest.indexOf('--'));
+  }
   try {
     let parsed;
     try {
@@ -75,9 +83,11 @@ export async function runCli(args: readonly string[], io: RunOptions): Promise<n
       options: parsed.values as Record<string, string | boolean | string[] | boolean[] | undefined>,
       positionals: parsed.positionals,
       json,
+      rest: passed,
       stopSignal: io.stopSignal ?? new Promise<string>(() => undefined),
     });
-    write(io.stdout, json ? JSON.stringify(result.data, null, 2) : (result.text ?? JSON.stringify(result.data, null, 2)));
+    if (result.output === 'raw' && !json) io.stdout.write(result.text ?? '');
+    else if (result.output !== 'none') write(io.stdout, json ? JSON.stringify(result.data, null, 2) : (result.text ?? JSON.stringify(result.data, null, 2)));
     return result.exitCode ?? 0;
   } catch (error) {
     if (error instanceof UsageError) {
@@ -90,7 +100,7 @@ export async function runCli(args: readonly string[], io: RunOptions): Promise<n
       if (error.status === 401 && !json) write(io.stderr, 'Hint: set KEYSMITH_TOKEN to a management token, or run on the server machine where ./.keysmith/root-token exists');
       return fail(usage ? 2 : 1, error.error, error.message, { status: error.status, category: error.code, ...(error.problem.errors ? { errors: error.problem.errors } : {}) });
     }
-    if (error instanceof RefusedError) return fail(1, error.code, error.message);
+    if (error instanceof RefusedError) return fail(error.exitCode, error.code, error.message);
     if (error instanceof KeysmithConnectionError || error instanceof MasterKeyError) return fail(1, 'refused', error.message);
     if (error instanceof ConfigError) return fail(2, 'usage', error.message);
     if (isAppError(error)) return fail(error.status === 400 ? 2 : 1, error.code, error.message);

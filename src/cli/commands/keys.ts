@@ -10,6 +10,7 @@ import { clientFrom, clientOptions } from '../client.js';
 import { fields, table } from '../render.js';
 import { collectPages } from '../pages.js';
 import { integerOption, oneOf, parseLabels } from '../options.js';
+import { readAll } from '../input.js';
 
 const KEY_ID_RE = /^key_[0-9A-Za-z]{22}$/;
 const KEY_ENVS = ['live', 'test'] as const;
@@ -206,15 +207,9 @@ const VERIFY_EXPLANATIONS: Record<string, string> = {
 /** Reads a key piped on stdin, keeping it out of shell history and `ps`. */
 async function readKeyFromStdin(ctx: CommandContext): Promise<string> {
   if (ctx.stdin.isTTY) ctx.stderr.write('Paste the key, then press Ctrl-D:\n');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.stdin) {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-    size += buffer.length;
-    if (size > 4096) throw new UsageError('stdin holds more than one key; pipe just the key');
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8').trim();
+  const bytes = await readAll(ctx.stdin, 4096);
+  if (bytes === undefined) throw new UsageError('stdin holds more than one key; pipe just the key');
+  return bytes.toString('utf8').trim();
 }
 
 function verifyText(result: VerifyResultWire): string {
