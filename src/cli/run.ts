@@ -117,6 +117,6 @@ function helpText(commands: readonly Command[]): string {
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     'Environment: KEYSMITH_ADDR (default http://127.0.0.1:7370), KEYSMITH_TOKEN (default: the root token in ./.keysmith)',
-    'Exit codes: 0 success, 1 refused, 2 bad usage',
+    'Exit codes: 0 success, 1 refused, 2 bad usage (run: the status of the command it ran)',
   ].join('\n');
 }

@@ -3,6 +3,9 @@ import type { Command } from '../command.js';
 import { initCommand, migrateCommand, serveCommand } from './server.js';
 import { keysCommands } from './keys.js';
 import { tokenCommands } from './tokens.js';
+import { secretsCommands } from './secrets.js';
+import { kekCommands } from './kek.js';
+import { runCommand } from './run.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
 
@@ -12,6 +15,9 @@ export const COMMANDS: readonly Command[] = [
   migrateCommand,
   ...keysCommands,
   ...tokenCommands,
+  ...secretsCommands,
+  runCommand,
+  ...kekCommands,
   auditListCommand,
   auditVerifyCommand,
 ];
