@@ -32,6 +32,7 @@ import { healthRoutes } from './routes/system/health.js';
 import { secretRoutes } from './routes/secrets/secrets.js';
 import { rewriteSecretActionUrl } from './routes/secrets/action-url.js';
 import { kekRoutes } from './routes/kek/kek.js';
+import { publicOpenApi } from './openapi-paths.js';
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -131,7 +132,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   ]) {
     register(app, routeDeps);
   }
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true } }, async () => publicOpenApi(app.swagger()));
   await app.ready();
   return app;
 }
