@@ -43,6 +43,7 @@ export const ERROR_REGISTRY = {
   ERR_TTL_TOO_LONG: { status: 422, category: 'policy_violation', title: 'The expiry is past the allowed maximum' },
   ERR_SCOPE_ESCALATION: { status: 403, category: 'forbidden', title: 'A token cannot grant scopes it does not hold' },
   ERR_DECRYPTION_FAILED: { status: 500, category: 'internal', title: 'Decryption failed' },
+  ERR_KEK_UNAVAILABLE: { status: 503, category: 'internal', title: 'The key-encryption key provider is not available' },
   ERR_INTERNAL: { status: 500, category: 'internal', title: 'Internal error' },
   ERR_UNAVAILABLE: { status: 503, category: 'internal', title: 'The service is not ready' },
 } as const satisfies Record<string, ErrorSpec>;
