@@ -187,8 +187,11 @@ function assertVersion(version: number): void {
 function findSlot(pkcs11: pkcs11js.PKCS11, tokenLabel: string): Handle {
   const labels: string[] = [];
   for (const slot of pkcs11.C_GetSlotList(true)) {
+    const info = pkcs11.C_GetTokenInfo(slot);
+    // SoftHSM2 always offers one free, uninitialised token; it is nobody's KEK store.
+    if ((info.flags & pkcs11js.CKF_TOKEN_INITIALIZED) === 0) continue;
     // Token labels are blank-padded to 32 bytes.
-    const label = pkcs11.C_GetTokenInfo(slot).label.replace(/[ \0]+$/, '');
+    const label = info.label.replace(/[ \0]+$/, '');
     if (label === tokenLabel) return slot;
     labels.push(label);
   }

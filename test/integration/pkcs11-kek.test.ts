@@ -232,6 +232,7 @@ describeWithSoftHsm('PKCS#11 KEK provider on a SoftHSM2 token', () => {
     expect(error).toBeInstanceOf(AppError);
     expect((error as AppError).code).toBe('ERR_KEK_UNAVAILABLE');
     expect((error as AppError).message).toContain('no-such-token');
+    expect((error as AppError).message).toContain(`"${token.tokenLabel}"`);
     const kek = openProvider();
     await kek.ensureVersion(1);
   });
