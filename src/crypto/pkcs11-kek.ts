@@ -146,20 +146,26 @@ export function createPkcs11KekProvider(options: Pkcs11KekOptions): KekProvider 
       }
       const iv = Buffer.from(wrapped.subarray(0, IV_BYTES));
       const body = Buffer.from(wrapped.subarray(IV_BYTES));
-      let keys: Handle[];
-      try {
-        keys = keysOf(version);
-      } catch (error) {
-        throw asUnavailable(error, `cannot search PKCS#11 token "${options.tokenLabel}"`);
-      }
-      // More than one key only after a creation race; the GCM tag tells which one is right.
-      for (const key of keys) {
+      const tried = new Set<string>();
+      // More than one key only after a creation race; the GCM tag tells which one is right. A
+      // miss looks once more past the cache, for a racing key another node made since.
+      for (const fresh of [false, true]) {
+        if (fresh) handles.delete(version);
+        let keys: Handle[];
         try {
-          pkcs11.C_DecryptInit(session, gcm(iv, aad), key);
-          return pkcs11.C_Decrypt(session, body, Buffer.alloc(body.length));
+          keys = keysOf(version);
         } catch (error) {
-          forgetStaleHandle(handles, version, error);
-          if (isOutage(error)) throw asUnavailable(error, `cannot unwrap in PKCS#11 token "${options.tokenLabel}"`);
+          throw asUnavailable(error, `cannot search PKCS#11 token "${options.tokenLabel}"`);
+        }
+        for (const key of keys) {
+          if (tried.has(key.toString('hex'))) continue;
+          tried.add(key.toString('hex'));
+          try {
+            pkcs11.C_DecryptInit(session, gcm(iv, aad), key);
+            return pkcs11.C_Decrypt(session, body, Buffer.alloc(body.length));
+          } catch (error) {
+            if (isOutage(error)) throw asUnavailable(error, `cannot unwrap in PKCS#11 token "${options.tokenLabel}"`);
+          }
         }
       }
       // Unknown version, wrong AAD or a bad tag: one answer that says nothing more.

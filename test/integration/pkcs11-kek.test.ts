@@ -45,23 +45,48 @@ describeWithSoftHsm('PKCS#11 KEK provider on a SoftHSM2 token', () => {
   };
 
   /**
-   * Looks into the token with a session of its own. Only while no provider is open: a
-   * Cryptoki module is initialised once per process, and this finalises it when done.
+   * Looks into the token with a session of its own. A Cryptoki module is initialised once per
+   * process: when a provider has done so, this shares it (and its login) and leaves it be.
    */
   const inspectToken = <T>(look: (p: pkcs11js.PKCS11, session: Buffer) => T): T => {
     const p = new pkcs11js.PKCS11();
     p.load(token.module);
-    p.C_Initialize();
+    const tolerate = (code: number, step: () => void): boolean => {
+      try {
+        step();
+        return true;
+      } catch (error) {
+        if ((error as pkcs11js.Pkcs11Error).code !== code) throw error;
+        return false;
+      }
+    };
+    const initialised = tolerate(pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED, () => p.C_Initialize());
     try {
       const slot = p.C_GetSlotList(true).find((s) => p.C_GetTokenInfo(s).label.trimEnd() === token.tokenLabel);
       if (slot === undefined) throw new Error('test token not found');
       const session = p.C_OpenSession(slot, pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION);
-      p.C_Login(session, pkcs11js.CKU_USER, token.pin);
-      return look(p, session);
+      try {
+        tolerate(pkcs11js.CKR_USER_ALREADY_LOGGED_IN, () => p.C_Login(session, pkcs11js.CKU_USER, token.pin));
+        return look(p, session);
+      } finally {
+        p.C_CloseSession(session);
+      }
     } finally {
-      p.C_Finalize();
+      if (initialised) p.C_Finalize();
     }
   };
+
+  const generateRacingKey = (p: pkcs11js.PKCS11, s: Buffer, version: number): Buffer =>
+    p.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+      { type: pkcs11js.CKA_LABEL, value: `keysmith-kek-v${version}` },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_ENCRYPT, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: true },
+    ]);
 
   const keysLabelled = (p: pkcs11js.PKCS11, session: Buffer, label: string): Buffer[] => {
     p.C_FindObjectsInit(session, [{ type: pkcs11js.CKA_LABEL, value: label }]);
@@ -254,20 +279,27 @@ describeWithSoftHsm('PKCS#11 KEK provider on a SoftHSM2 token', () => {
     const dataKey = randomBytes(32);
     const wrapped = await kek.wrapKey(dataKey, 7, aad('r'));
     await kek.close();
-    inspectToken((p, s) =>
-      p.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-        { type: pkcs11js.CKA_LABEL, value: 'keysmith-kek-v7' },
-        { type: pkcs11js.CKA_TOKEN, value: true },
-        { type: pkcs11js.CKA_PRIVATE, value: true },
-        { type: pkcs11js.CKA_ENCRYPT, value: true },
-        { type: pkcs11js.CKA_DECRYPT, value: true },
-      ]),
-    );
+    inspectToken((p, s) => generateRacingKey(p, s, 7));
     const raced = openProvider();
     await expectCode(raced.wrapKey(dataKey, 7, aad('r')), 'ERR_KEK_UNAVAILABLE');
     expect(await raced.unwrapKey(wrapped, 7, aad('r'))).toEqual(dataKey);
+  });
+
+  it('unwraps a key wrapped by a racing node under its own copy of the version, past the handle cache', async () => {
+    const kek = openProvider();
+    await kek.ensureVersion(8);
+    const mine = await kek.wrapKey(randomBytes(32), 8, aad('r'));
+    expect((await kek.unwrapKey(mine, 8, aad('r'))).length).toBe(32);
+    // Another node wraps with the key it created, in the provider's IV ‖ ciphertext ‖ tag layout.
+    const dataKey = randomBytes(32);
+    const theirs = inspectToken((p, s) => {
+      const key = generateRacingKey(p, s, 8);
+      const iv = randomBytes(12);
+      const parameter: pkcs11js.GcmParams = { type: pkcs11js.CK_PARAMS_AES_GCM_v240, iv, ivBits: 96, aad: aad('r'), tagBits: 128 };
+      p.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_GCM, parameter }, key);
+      return Buffer.concat([iv, p.C_Encrypt(s, dataKey, Buffer.alloc(48))]);
+    });
+    expect(await kek.unwrapKey(theirs, 8, aad('r'))).toEqual(dataKey);
+    expect((await kek.unwrapKey(mine, 8, aad('r'))).length).toBe(32);
   });
 });
