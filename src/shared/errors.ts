@@ -60,6 +60,7 @@ export const ERROR_REGISTRY = {
   ERR_KEK_VERSION_IN_USE: { status: 409, category: 'conflict', title: 'Data keys are still wrapped under this key-encryption key version' },
   ERR_KEK_VERSION_CURRENT: { status: 409, category: 'conflict', title: 'The current key-encryption key version cannot be retired' },
   ERR_DECRYPTION_FAILED: { status: 500, category: 'internal', title: 'Decryption failed' },
+  ERR_KEK_UNAVAILABLE: { status: 503, category: 'internal', title: 'The key-encryption key provider is not available' },
   ERR_INTERNAL: { status: 500, category: 'internal', title: 'Internal error' },
   ERR_UNAVAILABLE: { status: 503, category: 'internal', title: 'The service is not ready' },
 } as const satisfies Record<string, ErrorSpec>;
