@@ -23,6 +23,7 @@ export async function initialise(config: AppConfig, options: InitOptions = {}): 
   const services = await openServices(config, { migrate: false });
   try {
     const migrations = await services.store.migrate();
+    await services.kek.initialise();
     const token = await ensureRootToken(services, config, created || options.newRootToken === true);
     return { dataDir: config.dataDir, created, rootTokenFile: rootTokenPath(config.dataDir), migrations, ...token };
   } finally {

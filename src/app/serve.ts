@@ -38,6 +38,8 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
     }
     app = await buildServer({
       keys: services.keys,
+      secrets: services.secrets,
+      kek: services.kek,
       store: services.store,
       clock: services.clock,
       random: services.random,
@@ -51,6 +53,8 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
           : { level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
     });
     await services.keys.start();
+    await services.secrets.start();
+    services.kek.start();
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await services.close();

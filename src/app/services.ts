@@ -1,6 +1,7 @@
 /** The composition root: configuration in, concrete services out. The only file that knows them all. */
-import { createKeyHasher, secureRandom } from '../crypto/index.js';
+import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../crypto/index.js';
 import { KeyService } from '../keys/index.js';
+import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createStore, type Store } from '../store/index.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { RandomBytes } from '../shared/ids.js';
@@ -10,6 +11,8 @@ import { loadMasterKey, sqlitePath } from './data-dir.js';
 export interface Services {
   readonly store: Store;
   readonly keys: KeyService;
+  readonly secrets: SecretService;
+  readonly kek: KekService;
   readonly clock: Clock;
   readonly random: RandomBytes;
   close(): Promise<void>;
@@ -20,6 +23,9 @@ export interface OpenServicesOptions {
   readonly random?: RandomBytes;
   readonly migrate?: boolean;
   readonly masterKey?: Uint8Array;
+  /** The key-encryption key provider; the local one (derived from the master key) by default. */
+  readonly kekProvider?: KekProvider;
+  readonly secretPolicy?: Partial<SecretPolicyConfig>;
 }
 
 export function openStore(config: Pick<AppConfig, 'dataDir' | 'databaseUrl'>): Store {
@@ -47,13 +53,36 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     hasher: createKeyHasher(masterKey),
     config: config.keyPolicy,
   });
+  const kekProvider = options.kekProvider ?? createLocalKekProvider(masterKey, random);
+  const kek = new KekService({ db: store.db, clock, kek: kekProvider });
+  const secrets = new SecretService({
+    db: store.db,
+    dialect: store.dialect,
+    clock,
+    random,
+    kek,
+    digestKey: deriveSecret(masterKey, 'secret-digest:v1'),
+    config: options.secretPolicy ?? {},
+  });
+  try {
+    if (options.migrate !== false) await kek.initialise();
+  } catch (error) {
+    await store.close();
+    await kekProvider.close();
+    throw error;
+  }
   return {
     store,
     keys,
+    secrets,
+    kek,
     clock,
     random,
     async close() {
+      await kek.stop().catch(() => undefined);
+      await secrets.stop().catch(() => undefined);
       await keys.stop().catch(() => undefined);
+      await kekProvider.close().catch(() => undefined);
       await store.close();
     },
   };

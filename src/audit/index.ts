@@ -13,3 +13,4 @@ export {
   type VerifyChainOptions,
 } from './audit-log.js';
 export { recordAuditEvent } from './record.js';
+export { ChangeFeed } from './change-feed.js';

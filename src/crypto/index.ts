@@ -11,6 +11,7 @@ export { createKeyHasher, CURRENT_HASH_VERSION, type KeyHasher } from './key-has
 export type { KekProvider } from './kek-provider.js';
 export { aeadSeal, aeadOpen, AEAD_KEY_BYTES } from './aead.js';
 export { createLocalKekProvider } from './local-kek.js';
+export { createPkcs11KekProvider, kekObjectLabel, type Pkcs11KekOptions } from './pkcs11-kek.js';
 export {
   sealEnvelope,
   openEnvelope,

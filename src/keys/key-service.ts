@@ -4,7 +4,7 @@
  * verify cache. The key string is returned once, from issue and rotate, and never stored.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { appendAudit, type ActorContext, type AuditEventInput } from '../audit/index.js';
+import { appendAudit, ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/index.js';
 import type { KeyHasher } from '../crypto/index.js';
 import type { Database, ApiKeysTable, Dialect } from '../store/index.js';
 import { AppError } from '../shared/errors.js';
@@ -18,7 +18,6 @@ import { normaliseCidr } from './ip-allowlist.js';
 import { toKeyRecord, type KeyKind, type KeyRecord, type KeyStatus } from './key-record.js';
 import { KeyVerifier, type VerifyInput, type VerifyOutcome, type CachedKey, type MatchResult } from './verifier.js';
 import { UsageRecorder, type KeyUsage } from './usage.js';
-import { KeyChangeFeed } from './change-feed.js';
 
 export interface KeyPolicyConfig {
   readonly defaultTtlMs: number;
@@ -145,7 +144,7 @@ export class KeyService {
   readonly #deps: KeyServiceDeps;
   readonly verifier: KeyVerifier;
   readonly usage: UsageRecorder;
-  readonly changes: KeyChangeFeed;
+  readonly changes: ChangeFeed;
 
   constructor(deps: KeyServiceDeps) {
     this.#deps = deps;
@@ -154,7 +153,7 @@ export class KeyService {
       { db: deps.db, clock: deps.clock, hasher: deps.hasher, usage: this.usage },
       { cacheTtlMs: deps.config.cacheTtlMs, cacheMaxEntries: deps.config.cacheMaxEntries },
     );
-    this.changes = new KeyChangeFeed(deps.db, (keyId) => this.verifier.invalidate(keyId));
+    this.changes = new ChangeFeed(deps.db, 'key_', (keyId) => this.verifier.invalidate(keyId));
   }
 
   /** Starts the background work of a serving process: the change feed and usage flushing. */

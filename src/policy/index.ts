@@ -4,5 +4,8 @@ export {
   hasScope,
   missingScopes,
   isManagementScope,
+  secretScope,
+  SECRET_SCOPES,
+  type SecretScope,
   type ManagementScope,
 } from './scopes.js';

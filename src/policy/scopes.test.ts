@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasScope, isManagementScope, missingScopes, scopeCovers } from './scopes.js';
+import { hasScope, isManagementScope, missingScopes, scopeCovers, secretScope } from './scopes.js';
 
 describe('scopes', () => {
   it('matches exactly, by family wildcard, and by the root wildcard', () => {
@@ -23,5 +23,36 @@ describe('scopes', () => {
     expect(isManagementScope('*')).toBe(true);
     expect(isManagementScope('orders:read')).toBe(false);
     expect(isManagementScope('nothing:*')).toBe(false);
+  });
+});
+
+describe('secret scopes limited to a path', () => {
+  it('covers a path under a prefix at any depth, and nothing beside it', () => {
+    expect(hasScope(['secrets:read:payments/*'], secretScope('secrets:read', 'payments/stripe/api-key'))).toBe(true);
+    expect(hasScope(['secrets:read:payments/*'], secretScope('secrets:read', 'payments'))).toBe(false);
+    expect(hasScope(['secrets:read:payments/*'], secretScope('secrets:read', 'payments-eu/key'))).toBe(false);
+    expect(hasScope(['secrets:read:payments/*'], secretScope('secrets:write', 'payments/key'))).toBe(false);
+  });
+
+  it('lets an unqualified scope cover every path, and an exact path only itself', () => {
+    expect(hasScope(['secrets:read'], secretScope('secrets:read', 'a/b/c'))).toBe(true);
+    expect(hasScope(['secrets:read:a/b'], secretScope('secrets:read', 'a/b'))).toBe(true);
+    expect(hasScope(['secrets:read:a/b'], secretScope('secrets:read', 'a/b/c'))).toBe(false);
+    expect(hasScope(['secrets:*'], secretScope('secrets:admin', 'x'))).toBe(true);
+    expect(hasScope(['secrets:read:*'], secretScope('secrets:read', 'x/y'))).toBe(true);
+  });
+
+  it('treats a narrower prefix as covered by a wider one, never the other way round', () => {
+    expect(missingScopes(['secrets:read:payments/*'], ['secrets:read:payments/stripe/*'])).toEqual([]);
+    expect(missingScopes(['secrets:read:payments/stripe/*'], ['secrets:read:payments/*'])).toEqual(['secrets:read:payments/*']);
+  });
+
+  it('accepts well-formed path qualifiers as management scopes and refuses the rest', () => {
+    for (const scope of ['secrets:read:payments/*', 'secrets:write:a/b', 'secrets:admin:*', 'secrets:read:*', 'kek:admin']) {
+      expect(isManagementScope(scope), scope).toBe(true);
+    }
+    for (const scope of ['secrets:read:Payments/*', 'secrets:read:a//b', 'secrets:read:/a', 'secrets:destroy', 'secrets:read:a/*/b']) {
+      expect(isManagementScope(scope), scope).toBe(false);
+    }
   });
 });

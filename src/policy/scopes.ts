@@ -1,6 +1,8 @@
 /**
  * Scope decisions, pure. A granted scope matches a required one exactly, or as a wildcard:
- * `*` matches everything, `keys:*` matches `keys:verify` and `keys:read:x`.
+ * `*` matches everything, `keys:*` matches `keys:verify` and `keys:read:x`. Secret scopes may
+ * be limited to a path: `secrets:read` covers every path, `secrets:read:payments/*` covers
+ * `payments/…` at any depth, `secrets:read:payments/stripe/api-key` that one secret.
  */
 
 export const MANAGEMENT_SCOPES = [
@@ -15,14 +17,31 @@ export const MANAGEMENT_SCOPES = [
   'tokens:rotate',
   'tokens:revoke',
   'audit:read',
+  'secrets:read',
+  'secrets:write',
+  'secrets:admin',
+  'kek:read',
+  'kek:admin',
 ] as const;
+
+/** The secret scopes that may carry a path qualifier. */
+export const SECRET_SCOPES = ['secrets:read', 'secrets:write', 'secrets:admin'] as const;
+export type SecretScope = (typeof SECRET_SCOPES)[number];
+
+const PATH_QUALIFIER = /^(\*|[a-z0-9_.-]+(\/[a-z0-9_.-]+)*(\/\*)?)$/;
+
+/** The scope a principal needs to do `scope` on the secret at `path`. */
+export function secretScope(scope: SecretScope, path: string): string {
+  return `${scope}:${path}`;
+}
 
 export type ManagementScope = (typeof MANAGEMENT_SCOPES)[number];
 
 export function scopeCovers(granted: string, required: string): boolean {
   if (granted === required || granted === '*') return true;
-  if (granted.endsWith(':*')) return required.startsWith(granted.slice(0, -1));
-  return false;
+  if (granted.endsWith(':*') || granted.endsWith('/*')) return required.startsWith(granted.slice(0, -1));
+  // An unqualified scope covers each qualified form of it: `secrets:read` covers `secrets:read:a/b`.
+  return required.startsWith(`${granted}:`);
 }
 
 export function hasScope(granted: readonly string[], required: string): boolean {
@@ -40,7 +59,9 @@ export function isManagementScope(scope: string): boolean {
   if (scope === '*') return true;
   if (scope.endsWith(':*')) {
     const family = scope.slice(0, -1);
-    return MANAGEMENT_SCOPES.some((known) => known.startsWith(family));
+    if (MANAGEMENT_SCOPES.some((known) => known.startsWith(family))) return true;
   }
-  return (MANAGEMENT_SCOPES as readonly string[]).includes(scope);
+  if ((MANAGEMENT_SCOPES as readonly string[]).includes(scope)) return true;
+  const family = SECRET_SCOPES.find((known) => scope.startsWith(`${known}:`));
+  return family !== undefined && PATH_QUALIFIER.test(scope.slice(family.length + 1));
 }

@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { KeyService } from '../keys/index.js';
+import type { KekService, SecretService } from '../secrets/index.js';
 import type { Store } from '../store/index.js';
 import { requestIdGenerator, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
@@ -28,6 +29,10 @@ import { manageTokenRoutes } from './routes/tokens/manage.js';
 import { listAuditRoute } from './routes/audit/list.js';
 import { verifyAuditRoute } from './routes/audit/verify.js';
 import { healthRoutes } from './routes/system/health.js';
+import { secretRoutes } from './routes/secrets/secrets.js';
+import { rewriteSecretActionUrl } from './routes/secrets/action-url.js';
+import { kekRoutes } from './routes/kek/kek.js';
+import { publicOpenApi } from './openapi-paths.js';
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -47,6 +52,8 @@ export const REDACT_PATHS = [
 
 export interface ServerDeps {
   readonly keys: KeyService;
+  readonly secrets: SecretService;
+  readonly kek: KekService;
   readonly store: Store;
   readonly clock: Clock;
   readonly random: RandomBytes;
@@ -68,7 +75,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     genReqId: requestIdGenerator(deps.random),
     requestIdHeader: false,
     return503OnClosing: true,
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 600 },
+    rewriteUrl: (req) => rewriteSecretActionUrl(req.url ?? '/'),
   });
   // Declared up front so every request object keeps one shape (V8 hidden classes) on the hot path.
   app.decorateRequest('principal', undefined);
@@ -86,7 +94,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       info: {
         title: 'Keysmith API',
         version: deps.version ?? '0.1.0',
-        description: 'Issue, verify, rotate and revoke API keys; every change is in a hash-chained audit log.',
+        description: 'Issue, verify, rotate and revoke API keys; keep versioned, envelope-encrypted secrets; every change is in a hash-chained audit log.',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
@@ -95,6 +103,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   const routeDeps: RouteDeps = {
     keys: deps.keys,
+    secrets: deps.secrets,
+    kek: deps.kek,
     store: deps.store,
     clock: deps.clock,
     metrics,
@@ -117,10 +127,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     manageTokenRoutes,
     listAuditRoute,
     verifyAuditRoute,
+    secretRoutes,
+    kekRoutes,
   ]) {
     register(app, routeDeps);
   }
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true } }, async () => publicOpenApi(app.swagger()));
   await app.ready();
   return app;
 }

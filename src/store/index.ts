@@ -1,3 +1,12 @@
 export { createStore, isPostgresUrl, type Store, type StoreOptions, type Dialect } from './create-db.js';
-export type { Database, ApiKeysTable, KeyLabelsTable, KeyUsageTable, AuditEventsTable } from './schema.js';
+export type {
+  Database,
+  ApiKeysTable,
+  KeyLabelsTable,
+  KeyUsageTable,
+  AuditEventsTable,
+  SecretsTable,
+  SecretVersionsTable,
+  KekVersionsTable,
+} from './schema.js';
 export { migrations } from './migrations/index.js';

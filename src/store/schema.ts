@@ -73,6 +73,67 @@ export interface AuditHeadTable {
   hash: string;
 }
 
+export interface SecretsTable {
+  id: string;
+  path: string;
+  owner: string;
+  description: string;
+  /** JSON object of label name → value. */
+  labels: string;
+  expires_at: string | null;
+  max_versions: number;
+  /** The highest version number handed out; the next put takes latest_version + 1. */
+  latest_version: number;
+  created_at: string;
+  created_by: string;
+  updated_at: string;
+  deleted_at: string | null;
+  deletion_date: string | null;
+}
+
+export interface SecretVersionsTable {
+  secret_id: string;
+  version: number;
+  value_type: 'string' | 'json';
+  envelope_format: number;
+  alg: string;
+  kek_id: string;
+  kek_version: number;
+  /** Base64 of the wrapped data key; null once destroyed. */
+  wrapped_key: string | null;
+  /** Base64 of nonce ‖ ciphertext ‖ tag; null once destroyed. */
+  sealed: string | null;
+  request_token: string | null;
+  /** Keyed MAC of the value, kept only to answer idempotent retries; null once destroyed. */
+  value_digest: string | null;
+  created_at: string;
+  created_by: string;
+  destroyed_at: string | null;
+}
+
+export interface SecretStagesTable {
+  secret_id: string;
+  stage: string;
+  version: number;
+}
+
+export interface SecretReadsTable {
+  secret_id: string;
+  version: number;
+  principal: string;
+  minute: string;
+  count: number;
+  last_read_at: string;
+}
+
+export interface KekVersionsTable {
+  provider: string;
+  version: number;
+  state: 'active' | 'retired';
+  created_at: string;
+  retired_at: string | null;
+}
+
 export interface Database {
   api_keys: ApiKeysTable;
   key_labels: KeyLabelsTable;
@@ -80,5 +141,10 @@ export interface Database {
   key_last_use: KeyLastUseTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
+  secrets: SecretsTable;
+  secret_versions: SecretVersionsTable;
+  secret_stages: SecretStagesTable;
+  secret_reads: SecretReadsTable;
+  kek_versions: KekVersionsTable;
 }
 

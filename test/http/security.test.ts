@@ -216,6 +216,8 @@ describeEachDialect('security of the /v1 routes', (dialect) => {
     beforeAll(async () => {
       logged = await buildServer({
         keys: ctx().keys,
+        secrets: ctx().secrets,
+        kek: ctx().kek,
         store: ctx().store,
         clock: ctx().clock,
         random: secureRandom,

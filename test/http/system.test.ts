@@ -81,6 +81,11 @@ describeEachDialect('system routes', (dialect) => {
       expect(doc.paths['/v1/tokens'].get).toBeDefined();
       expect(doc.paths['/v1/tokens/{id}/rotate'].post).toBeDefined();
       expect(paths).not.toContain('/metrics');
+      for (const path of ['/v1/secrets', '/v1/secrets/{path}', '/v1/secrets/{path}/versions', '/v1/secrets/{path}/promote', '/v1/secrets/{path}/readers', '/v1/kek', '/v1/kek/rotate']) {
+        expect(paths).toContain(path);
+      }
+      expect(paths.filter((path) => path.includes('secret-actions') || path.includes('{*}'))).toEqual([]);
+      expect(doc.paths['/v1/secrets/{path}'].put.parameters).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'path', in: 'path' })]));
       expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
     });
 

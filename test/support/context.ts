@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../../src/keys/index.js';
-import { createKeyHasher, secureRandom } from '../../src/crypto/index.js';
+import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../../src/crypto/index.js';
+import { KekService, SecretService, type SecretPolicyConfig } from '../../src/secrets/index.js';
 import { buildServer, createMetrics } from '../../src/server/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
@@ -18,6 +19,8 @@ export interface TestContext {
   readonly store: Store;
   readonly clock: ManualClock;
   readonly keys: KeyService;
+  readonly secrets: SecretService;
+  readonly kek: KekService;
   readonly app: FastifyInstance;
   /** A management token with scope `*`. */
   readonly rootToken: string;
@@ -39,6 +42,9 @@ export interface TestContext {
 export interface TestContextOptions {
   readonly policy?: Partial<KeyPolicyConfig>;
   readonly start?: string;
+  readonly secretPolicy?: Partial<SecretPolicyConfig>;
+  /** The KEK provider; the local one under TEST_MASTER_KEY by default. */
+  readonly kekProvider?: KekProvider;
 }
 
 export async function createTestContext(dialect: Dialect, options: TestContextOptions = {}): Promise<TestContext> {
@@ -52,13 +58,26 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     hasher: createKeyHasher(TEST_MASTER_KEY),
     config: { ...DEFAULT_KEY_POLICY, ...options.policy },
   });
-  const app = await buildServer({ keys, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }) });
+  const kek = new KekService({ db: testStore.store.db, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
+  await kek.initialise();
+  const secrets = new SecretService({
+    db: testStore.store.db,
+    dialect,
+    clock,
+    random: secureRandom,
+    kek,
+    digestKey: deriveSecret(TEST_MASTER_KEY, 'secret-digest:v1'),
+    config: options.secretPolicy ?? {},
+  });
+  const app = await buildServer({ keys, secrets, kek, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }) });
   const root = await keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['*'], owner: 'root', ttl: '90d' });
   const context: TestContext = {
     dialect,
     store: testStore.store,
     clock,
     keys,
+    secrets,
+    kek,
     app,
     rootToken: root.key,
     rootTokenId: root.record.id,
@@ -82,6 +101,8 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     async close() {
       await app.close();
       await keys.usage.stop().catch(() => undefined);
+      await kek.stop().catch(() => undefined);
+      await secrets.stop().catch(() => undefined);
       await testStore.cleanup();
     },
   };

@@ -51,7 +51,18 @@ export function actorContext(request: FastifyRequest): ActorContext {
  * body is read. It is callback-style and stays synchronous when the token's row is cached:
  * it runs on every gateway call, so it must cost next to nothing.
  */
-export function createAuthGuard(deps: AuthDeps): (scope: string) => onRequestHookHandler {
+/**
+ * What a route requires: one scope; a scope that depends on the request (a secret's path), worked
+ * out once the caller is known; or `{ anyOf }`, any scope of a family (listing filters by path).
+ */
+export type ScopeRequirement = string | ((request: FastifyRequest) => string) | { readonly anyOf: string };
+
+function allows(granted: readonly string[], required: string | { readonly anyOf: string }): boolean {
+  if (typeof required === 'string') return hasScope(granted, required);
+  return granted.some((scope) => scope === required.anyOf || scope.startsWith(`${required.anyOf}:`) || hasScope([scope], required.anyOf));
+}
+
+export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement) => onRequestHookHandler {
   const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, error: AppError, action: string, data: Record<string, unknown>, target: string | null) => {
     recordAuditEvent(
       deps.store.db,
@@ -63,7 +74,7 @@ export function createAuthGuard(deps: AuthDeps): (scope: string) => onRequestHoo
       (auditError: unknown) => done(auditError instanceof Error ? auditError : new Error(String(auditError))),
     );
   };
-  return (scope: string) =>
+  return (requirement: ScopeRequirement) =>
     function authGuard(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
       reply.header('x-request-id', request.id);
       const header = request.headers.authorization;
@@ -82,8 +93,16 @@ export function createAuthGuard(deps: AuthDeps): (scope: string) => onRequestHoo
           return;
         }
         request.principal = result.principal;
-        if (!hasScope(result.principal.scopes, scope)) {
-          deny(request, done, new AppError('ERR_FORBIDDEN', `this token lacks the scope "${scope}"`), 'auth.denied', { requiredScope: scope }, null);
+        let scope: string | { readonly anyOf: string };
+        try {
+          scope = typeof requirement === 'function' ? requirement(request) : requirement;
+        } catch (error) {
+          done(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
+        if (!allows(result.principal.scopes, scope)) {
+          const name = typeof scope === 'string' ? scope : `${scope.anyOf}[:…]`;
+          deny(request, done, new AppError('ERR_FORBIDDEN', `this token lacks the scope "${name}"`), 'auth.denied', { requiredScope: name }, null);
           return;
         }
         done();

@@ -16,7 +16,7 @@ export function problemBody(error: AppError, request: FastifyRequest): Record<st
     detail: error.message,
     code: error.category,
     error: error.code,
-    instance: redactKeys(request.url.split('?')[0] ?? ''),
+    instance: redactKeys(request.originalUrl.split('?')[0] ?? ''),
     requestId: request.id,
   };
   if (error.details.length > 0) body.errors = error.details;

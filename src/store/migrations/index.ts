@@ -1,9 +1,11 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import { keysAndAudit } from './0001-keys-and-audit.js';
+import { secretsVault } from './0002-secrets.js';
 
 /** Migrations are code, listed in order; one set serves every dialect. */
 export const migrations: Record<string, Migration> = {
   '0001-keys-and-audit': keysAndAudit,
+  '0002-secrets': secretsVault,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,22 +1,25 @@
 /**
- * Keeps every server's verify cache honest. Each change to a key writes an audit event whose
- * target is the key id, and audit sequence numbers commit in order (appends are serialised on
- * the audit head), so polling `audit_events` past the last seen sequence tells this server
+ * Keeps every server's caches honest. Each change to a key or a secret writes an audit event
+ * whose target is its id, and audit sequence numbers commit in order (appends are serialised
+ * on the audit head), so polling `audit_events` past the last seen sequence tells this server
  * which cached rows another server changed. One small indexed query a second replaces
  * re-reading every cached row on a short TTL.
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/index.js';
 
-export class KeyChangeFeed {
+export class ChangeFeed {
   readonly #db: Kysely<Database>;
-  readonly #onChange: (keyId: string) => void;
+  readonly #targetPrefix: string;
+  readonly #onChange: (target: string) => void;
   #lastSeq: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   #polling: Promise<void> | undefined;
 
-  constructor(db: Kysely<Database>, onChange: (keyId: string) => void) {
+  /** `onChange` is called with every changed target that starts with `targetPrefix`. */
+  constructor(db: Kysely<Database>, targetPrefix: string, onChange: (target: string) => void) {
     this.#db = db;
+    this.#targetPrefix = targetPrefix;
     this.#onChange = onChange;
   }
 
@@ -42,7 +45,7 @@ export class KeyChangeFeed {
         .orderBy('seq', 'asc')
         .limit(1000)
         .execute();
-      for (const row of rows) if (row.target?.startsWith('key_')) this.#onChange(row.target);
+      for (const row of rows) if (row.target?.startsWith(this.#targetPrefix)) this.#onChange(row.target);
       if (rows.length === 0) return;
       this.#lastSeq = Number(rows[rows.length - 1]!.seq);
       if (rows.length < 1000) return;

@@ -1,0 +1,17 @@
+export {
+  SecretService,
+  DEFAULT_SECRET_POLICY,
+  type SecretServiceDeps,
+  type SecretPolicyConfig,
+  type PutSecretInput,
+  type PutSecretResult,
+  type SecretMetadata,
+  type SecretVersionInfo,
+  type SecretReadResult,
+  type SecretReaders,
+  type ReadSelector,
+  type ListSecretsInput,
+} from './secret-service.js';
+export { KekService, type KekStatus, type KekVersionStatus, type KekServiceDeps } from './kek-service.js';
+export { parseSecretTarget, assertSecretPath, type SecretTarget } from './secret-path.js';
+export { encodeValue, decodeValue, valueAad, type SecretValue, type ValueType } from './secret-codec.js';

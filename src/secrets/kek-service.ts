@@ -1,0 +1,248 @@
+/**
+ * Key-encryption key versions and the re-wrap job. The versions of the provider in use are
+ * rows in `kek_versions`; new writes use the highest. After a rotation a background job moves
+ * every data key to the newest version: it unwraps and wraps data keys only, never opening a
+ * value. Its state is the data itself (rows still under an older version), so it resumes after
+ * a restart, and several servers running it at once only repeat work: each row is updated on
+ * the condition that it still holds the version it was read with.
+ */
+import type { Kysely, Transaction } from 'kysely';
+import { appendAudit, type ActorContext } from '../audit/index.js';
+import { rewrapEnvelope, ENVELOPE_ALG, ENVELOPE_FORMAT, type Envelope, type KekProvider } from '../crypto/index.js';
+import type { Database, SecretVersionsTable } from '../store/index.js';
+import type { Clock } from '../shared/clock.js';
+import { AppError } from '../shared/errors.js';
+import { valueAad } from './secret-codec.js';
+
+export interface KekServiceDeps {
+  readonly db: Kysely<Database>;
+  readonly clock: Clock;
+  readonly kek: KekProvider;
+  /** Data keys re-wrapped per transaction. */
+  readonly rewrapBatch?: number;
+  /** How often a server looks for data keys left under an older version (another server rotated). */
+  readonly rewrapCheckMs?: number;
+}
+
+export interface KekVersionStatus {
+  readonly version: number;
+  readonly state: 'active' | 'retired';
+  readonly createdAt: string;
+  readonly retiredAt: string | null;
+  readonly dataKeys: number;
+}
+
+export interface KekStatus {
+  readonly provider: string;
+  readonly currentVersion: number;
+  readonly versions: KekVersionStatus[];
+  readonly rewrap: { running: boolean; toVersion: number; total: number; remaining: number };
+}
+
+type Executor = Kysely<Database> | Transaction<Database>;
+
+/** The row fields an envelope is rebuilt from. */
+export type EnvelopeRow = Pick<
+  SecretVersionsTable,
+  'secret_id' | 'version' | 'value_type' | 'envelope_format' | 'alg' | 'kek_id' | 'kek_version' | 'wrapped_key' | 'sealed'
+>;
+
+export function envelopeOf(row: EnvelopeRow): Envelope {
+  return {
+    format: row.envelope_format,
+    alg: row.alg,
+    kekId: row.kek_id,
+    kekVersion: row.kek_version,
+    wrappedKey: Buffer.from(row.wrapped_key ?? '', 'base64'),
+    sealed: Buffer.from(row.sealed ?? '', 'base64'),
+  };
+}
+
+export class KekService {
+  readonly #deps: KekServiceDeps;
+  readonly #batch: number;
+  #running: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(deps: KekServiceDeps) {
+    this.#deps = deps;
+    this.#batch = deps.rewrapBatch ?? 500;
+  }
+
+  get provider(): KekProvider {
+    return this.#deps.kek;
+  }
+
+  /** Makes sure version 1 exists for the provider in use, and that its current version is usable. */
+  async initialise(): Promise<void> {
+    const { db, kek, clock } = this.#deps;
+    const existing = await this.currentVersion(db);
+    if (existing === 0) {
+      await kek.ensureVersion(1);
+      await db
+        .insertInto('kek_versions')
+        .values({ provider: kek.id, version: 1, state: 'active', created_at: new Date(clock.now()).toISOString(), retired_at: null })
+        .onConflict((oc) => oc.columns(['provider', 'version']).doNothing())
+        .execute();
+    } else {
+      await kek.ensureVersion(existing);
+    }
+  }
+
+  /** The version new writes use: the highest one of the provider. */
+  async currentVersion(executor: Executor): Promise<number> {
+    const row = await executor
+      .selectFrom('kek_versions')
+      .select((eb) => eb.fn.max('version').as('version'))
+      .where('provider', '=', this.#deps.kek.id)
+      .executeTakeFirst();
+    return Number(row?.version ?? 0);
+  }
+
+  async status(): Promise<KekStatus> {
+    const { db, kek } = this.#deps;
+    const versions = await db.selectFrom('kek_versions').selectAll().where('provider', '=', kek.id).orderBy('version', 'asc').execute();
+    const counts = await db
+      .selectFrom('secret_versions')
+      .select(['kek_version', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('kek_id', '=', kek.id)
+      .where('wrapped_key', 'is not', null)
+      .groupBy('kek_version')
+      .execute();
+    const byVersion = new Map(counts.map((row) => [Number(row.kek_version), Number(row.n)]));
+    const current = versions.reduce((max, row) => Math.max(max, Number(row.version)), 0);
+    let total = 0;
+    let remaining = 0;
+    for (const [version, n] of byVersion) {
+      total += n;
+      if (version < current) remaining += n;
+    }
+    return {
+      provider: kek.id,
+      currentVersion: current,
+      versions: versions.map((row) => ({
+        version: Number(row.version),
+        state: row.state,
+        createdAt: row.created_at,
+        retiredAt: row.retired_at,
+        dataKeys: byVersion.get(Number(row.version)) ?? 0,
+      })),
+      rewrap: { running: this.#running !== undefined, toVersion: current, total, remaining },
+    };
+  }
+
+  /** Adds a KEK version that new writes use at once, and starts moving data keys to it. */
+  async rotate(ctx: ActorContext): Promise<KekStatus> {
+    const { db, kek, clock } = this.#deps;
+    const next = (await this.currentVersion(db)) + 1;
+    await kek.ensureVersion(next);
+    const now = new Date(clock.now()).toISOString();
+    await db.transaction().execute(async (trx) => {
+      // The primary key refuses a second server rotating to the same number at the same time.
+      await trx.insertInto('kek_versions').values({ provider: kek.id, version: next, state: 'active', created_at: now, retired_at: null }).execute();
+      await appendAudit(trx, ctx, { action: 'kek.rotated', target: `kek:${kek.id}`, data: { provider: kek.id, version: next } }, now);
+    });
+    this.kick();
+    return this.status();
+  }
+
+  /** Marks a version retired; refused for the current version or while any data key needs it. */
+  async retire(ctx: ActorContext, version: number): Promise<KekStatus> {
+    const { db, kek, clock } = this.#deps;
+    const now = new Date(clock.now()).toISOString();
+    await db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom('kek_versions').selectAll().where('provider', '=', kek.id).where('version', '=', version).executeTakeFirst();
+      if (row === undefined) throw new AppError('ERR_KEK_VERSION_NOT_FOUND', `${kek.id} has no key-encryption key version ${version}`);
+      if (version === (await this.currentVersion(trx))) {
+        throw new AppError('ERR_KEK_VERSION_CURRENT', `version ${version} is the current version; rotate first, then retire it once re-wrapping is done`);
+      }
+      if (row.state === 'retired') return;
+      const inUse = await trx
+        .selectFrom('secret_versions')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('kek_id', '=', kek.id)
+        .where('kek_version', '=', version)
+        .where('wrapped_key', 'is not', null)
+        .executeTakeFirst();
+      const n = Number(inUse?.n ?? 0);
+      if (n > 0) throw new AppError('ERR_KEK_VERSION_IN_USE', `${n} data key(s) are still wrapped under version ${version}; wait for the re-wrap to finish (keysmith kek status)`);
+      await trx.updateTable('kek_versions').set({ state: 'retired', retired_at: now }).where('provider', '=', kek.id).where('version', '=', version).execute();
+      await appendAudit(trx, ctx, { action: 'kek.retired', target: `kek:${kek.id}`, data: { provider: kek.id, version } }, now);
+    });
+    return this.status();
+  }
+
+  /** Starts the re-wrap job unless it is running; resolves when this run ends. */
+  kick(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    this.#running ??= this.#rewrapAll().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  /** Runs the job now if anything is left, and checks again on a timer. */
+  start(): void {
+    this.#stopped = false;
+    this.kick().catch(() => undefined);
+    this.#timer = setInterval(() => {
+      this.kick().catch(() => undefined);
+    }, this.#deps.rewrapCheckMs ?? 30_000);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running?.catch(() => undefined);
+  }
+
+  async #rewrapAll(): Promise<void> {
+    const { db, kek } = this.#deps;
+    for (;;) {
+      if (this.#stopped) return;
+      const target = await this.currentVersion(db);
+      const rows = await db
+        .selectFrom('secret_versions')
+        .select(['secret_id', 'version', 'value_type', 'envelope_format', 'alg', 'kek_id', 'kek_version', 'wrapped_key', 'sealed'])
+        .where('kek_id', '=', kek.id)
+        .where('kek_version', '<', target)
+        .where('wrapped_key', 'is not', null)
+        .limit(this.#batch)
+        .execute();
+      if (rows.length === 0) break;
+      const updates: Array<{ row: EnvelopeRow; wrapped: string }> = [];
+      for (const row of rows) {
+        if (row.envelope_format !== ENVELOPE_FORMAT || row.alg !== ENVELOPE_ALG) continue;
+        const next = await rewrapEnvelope(kek, envelopeOf(row), target, valueAad(row.secret_id, row.version, row.value_type));
+        updates.push({ row, wrapped: next.wrappedKey.toString('base64') });
+      }
+      if (updates.length === 0) break;
+      await this.#apply(updates, target);
+      // Give requests a turn: on SQLite every statement runs on the main thread.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** One batch and its audit event, in one transaction. */
+  async #apply(updates: Array<{ row: EnvelopeRow; wrapped: string }>, target: number): Promise<void> {
+    const { db, kek, clock } = this.#deps;
+    const now = new Date(clock.now()).toISOString();
+    await db.transaction().execute(async (trx) => {
+      for (const { row, wrapped } of updates) {
+        await trx
+          .updateTable('secret_versions')
+          .set({ wrapped_key: wrapped, kek_version: target })
+          .where('secret_id', '=', row.secret_id)
+          .where('version', '=', row.version)
+          .where('kek_version', '=', row.kek_version)
+          .where('wrapped_key', '=', row.wrapped_key)
+          .execute();
+      }
+      const data = { provider: kek.id, toVersion: target, dataKeys: updates.length };
+      await appendAudit(trx, { actor: 'system' }, { action: 'kek.rewrapped', target: `kek:${kek.id}`, data }, now);
+    });
+  }
+}
