@@ -144,7 +144,11 @@ export const runCommand: Command = {
     const [command, ...args] = ctx.rest;
     if (command === undefined || command === '') throw new UsageError('no command to run: give it after "--"');
 
+    let interrupted: NodeJS.Signals | undefined;
+    void ctx.stopSignal.then((signal) => (interrupted = signal as NodeJS.Signals));
     const env = await readSecrets(ctx, specs);
+    // Ctrl-C while the secrets were being read: start nothing, and end as the signal would have.
+    if (interrupted !== undefined) return { data: { exitCode: exitStatus(null, interrupted), signal: interrupted }, exitCode: exitStatus(null, interrupted), output: 'none' };
     const child = spawn(command, args, { env: { ...ctx.env, ...Object.fromEntries(env) }, stdio: ['inherit', 'pipe', 'pipe'] });
     const started = new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
