@@ -4,6 +4,7 @@ import { parseDuration, formatDuration } from '../shared/duration.js';
 import { DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../keys/index.js';
 import { isPostgresUrl } from '../store/index.js';
 import { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
+import { resolveKekConfig, type KekConfig } from './kek-config.js';
 
 export { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT };
 
@@ -16,6 +17,8 @@ export interface AppConfig {
   readonly keyPolicy: KeyPolicyConfig;
   readonly logLevel: string;
   readonly trustProxy: boolean;
+  /** The key-encryption key provider (holds a PIN for pkcs11: never log it). */
+  readonly kek: KekConfig;
 }
 
 export interface ConfigInput {
@@ -49,6 +52,7 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
     keyPolicy: { ...DEFAULT_KEY_POLICY, defaultTtlMs, maxTtlMs, cacheTtlMs },
     logLevel: input.logLevel ?? env.KEYSMITH_LOG_LEVEL ?? 'info',
     trustProxy: env.KEYSMITH_TRUST_PROXY === '1',
+    kek: resolveKekConfig(env),
   };
 }
 

@@ -1,5 +1,6 @@
 /** The composition root: configuration in, concrete services out. The only file that knows them all. */
-import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../crypto/index.js';
+import { createKeyHasher, deriveSecret, secureRandom, type KekProvider } from '../crypto/index.js';
+import { openKekProvider } from './kek-config.js';
 import { KeyService } from '../keys/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createStore, type Store } from '../store/index.js';
@@ -23,7 +24,7 @@ export interface OpenServicesOptions {
   readonly random?: RandomBytes;
   readonly migrate?: boolean;
   readonly masterKey?: Uint8Array;
-  /** The key-encryption key provider; the local one (derived from the master key) by default. */
+  /** The key-encryption key provider; by default the one `config.kek` names. */
   readonly kekProvider?: KekProvider;
   readonly secretPolicy?: Partial<SecretPolicyConfig>;
 }
@@ -36,15 +37,17 @@ export function openStore(config: Pick<AppConfig, 'dataDir' | 'databaseUrl'>): S
 
 export async function openServices(config: AppConfig, options: OpenServicesOptions = {}): Promise<Services> {
   const masterKey = options.masterKey ?? loadMasterKey(config.dataDir);
+  const clock = options.clock ?? systemClock;
+  const random = options.random ?? secureRandom;
   const store = openStore(config);
+  let kekProvider: KekProvider | undefined;
   try {
     if (options.migrate !== false) await store.migrate();
+    kekProvider = options.kekProvider ?? openKekProvider(config.kek, masterKey, random);
   } catch (error) {
     await store.close();
     throw error;
   }
-  const clock = options.clock ?? systemClock;
-  const random = options.random ?? secureRandom;
   const keys = new KeyService({
     db: store.db,
     dialect: store.dialect,
@@ -53,7 +56,6 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     hasher: createKeyHasher(masterKey),
     config: config.keyPolicy,
   });
-  const kekProvider = options.kekProvider ?? createLocalKekProvider(masterKey, random);
   const kek = new KekService({ db: store.db, clock, kek: kekProvider });
   const secrets = new SecretService({
     db: store.db,
@@ -67,8 +69,8 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
   try {
     if (options.migrate !== false) await kek.initialise();
   } catch (error) {
+    await kekProvider.close().catch(() => undefined);
     await store.close();
-    await kekProvider.close();
     throw error;
   }
   return {
@@ -82,7 +84,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
       await kek.stop().catch(() => undefined);
       await secrets.stop().catch(() => undefined);
       await keys.stop().catch(() => undefined);
-      await kekProvider.close().catch(() => undefined);
+      await kekProvider?.close().catch(() => undefined);
       await store.close();
     },
   };

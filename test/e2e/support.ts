@@ -181,12 +181,12 @@ export interface TestServer {
   stderr(): string;
 }
 
-/** Starts `keysmith serve` on a free port and waits for its listening line. */
-export function startServer(dataDir: string, extraArgs: readonly string[] = []): Promise<TestServer> {
+/** Starts `keysmith serve` on a free port and waits for its listening line; `env` adds to a clean environment. */
+export function startServer(dataDir: string, extraArgs: readonly string[] = [], serverEnv: Record<string, string> = {}): Promise<TestServer> {
   const child = spawn(
     process.execPath,
     [BIN, 'serve', '--data', dataDir, '--addr', '127.0.0.1:0', '--log-level', 'silent', '--json', ...extraArgs],
-    { cwd: dirname(dataDir), env: cleanEnv({}), stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: dirname(dataDir), env: cleanEnv(serverEnv), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   children.add(child);
   child.on('exit', () => children.delete(child));
