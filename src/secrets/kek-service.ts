@@ -11,7 +11,7 @@ import { appendAudit, type ActorContext } from '../audit/index.js';
 import { rewrapEnvelope, ENVELOPE_ALG, ENVELOPE_FORMAT, type Envelope, type KekProvider } from '../crypto/index.js';
 import type { Database, SecretVersionsTable } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
-import { AppError } from '../shared/errors.js';
+import { AppError, isAppError } from '../shared/errors.js';
 import { valueAad } from './secret-codec.js';
 
 export interface KekServiceDeps {
@@ -143,7 +143,8 @@ export class KekService {
       await trx.insertInto('kek_versions').values({ provider: kek.id, version: next, state: 'active', created_at: now, retired_at: null }).execute();
       await appendAudit(trx, ctx, { action: 'kek.rotated', target: `kek:${kek.id}`, data: { provider: kek.id, version: next } }, now);
     });
-    this.kick();
+    // In the background: a failure is left for the next check (status shows what remains), never an unhandled rejection.
+    this.kick().catch(() => undefined);
     return this.status();
   }
 
@@ -151,6 +152,8 @@ export class KekService {
   async retire(ctx: ActorContext, version: number): Promise<KekStatus> {
     const { db, kek, clock } = this.#deps;
     const now = new Date(clock.now()).toISOString();
+    // Versions are 32-bit integers in the database: a larger number names none (and must not reach a query).
+    if (version > 2_147_483_647) throw new AppError('ERR_KEK_VERSION_NOT_FOUND', `${kek.id} has no key-encryption key version ${version}`);
     await db.transaction().execute(async (trx) => {
       const row = await trx.selectFrom('kek_versions').selectAll().where('provider', '=', kek.id).where('version', '=', version).executeTakeFirst();
       if (row === undefined) throw new AppError('ERR_KEK_VERSION_NOT_FOUND', `${kek.id} has no key-encryption key version ${version}`);
@@ -201,33 +204,51 @@ export class KekService {
 
   async #rewrapAll(): Promise<void> {
     const { db, kek } = this.#deps;
+    // One pass in key order: a row that cannot be re-wrapped (unknown format, a data key that
+    // does not unwrap) is passed over, stays under its version (so that version cannot be
+    // retired) and does not hold up the rows after it.
+    let after: { secretId: string; version: number } | undefined;
     for (;;) {
       if (this.#stopped) return;
       const target = await this.currentVersion(db);
-      const rows = await db
+      let query = db
         .selectFrom('secret_versions')
         .select(['secret_id', 'version', 'value_type', 'envelope_format', 'alg', 'kek_id', 'kek_version', 'wrapped_key', 'sealed'])
         .where('kek_id', '=', kek.id)
         .where('kek_version', '<', target)
-        .where('wrapped_key', 'is not', null)
-        .limit(this.#batch)
-        .execute();
-      if (rows.length === 0) break;
-      const updates: Array<{ row: EnvelopeRow; wrapped: string }> = [];
-      for (const row of rows) {
-        if (row.envelope_format !== ENVELOPE_FORMAT || row.alg !== ENVELOPE_ALG) continue;
-        const next = await rewrapEnvelope(kek, envelopeOf(row), target, valueAad(row.secret_id, row.version, row.value_type));
-        updates.push({ row, wrapped: next.wrappedKey.toString('base64') });
+        .where('wrapped_key', 'is not', null);
+      if (after !== undefined) {
+        const { secretId, version } = after;
+        query = query.where((eb) => eb.or([eb('secret_id', '>', secretId), eb.and([eb('secret_id', '=', secretId), eb('version', '>', version)])]));
       }
-      if (updates.length === 0) break;
-      await this.#apply(updates, target);
+      const rows = await query.orderBy('secret_id').orderBy('version').limit(this.#batch).execute();
+      if (rows.length === 0) break;
+      const last = rows[rows.length - 1]!;
+      after = { secretId: last.secret_id, version: Number(last.version) };
+      const updates: Array<{ row: EnvelopeRow; wrapped: string }> = [];
+      let skipped = 0;
+      for (const row of rows) {
+        if (row.envelope_format !== ENVELOPE_FORMAT || row.alg !== ENVELOPE_ALG) {
+          skipped += 1;
+          continue;
+        }
+        try {
+          const next = await rewrapEnvelope(kek, envelopeOf(row), target, valueAad(row.secret_id, row.version, row.value_type));
+          updates.push({ row, wrapped: next.wrappedKey.toString('base64') });
+        } catch (error) {
+          if (!isAppError(error) || error.code !== 'ERR_DECRYPTION_FAILED') throw error;
+          skipped += 1;
+        }
+      }
+      // A batch with nothing to move writes nothing (the periodic check must not fill the log).
+      if (updates.length > 0) await this.#apply(updates, target, skipped);
       // Give requests a turn: on SQLite every statement runs on the main thread.
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
   /** One batch and its audit event, in one transaction. */
-  async #apply(updates: Array<{ row: EnvelopeRow; wrapped: string }>, target: number): Promise<void> {
+  async #apply(updates: Array<{ row: EnvelopeRow; wrapped: string }>, target: number, skipped: number): Promise<void> {
     const { db, kek, clock } = this.#deps;
     const now = new Date(clock.now()).toISOString();
     await db.transaction().execute(async (trx) => {
@@ -241,7 +262,7 @@ export class KekService {
           .where('wrapped_key', '=', row.wrapped_key)
           .execute();
       }
-      const data = { provider: kek.id, toVersion: target, dataKeys: updates.length };
+      const data = { provider: kek.id, toVersion: target, dataKeys: updates.length, ...(skipped > 0 ? { skipped } : {}) };
       await appendAudit(trx, { actor: 'system' }, { action: 'kek.rewrapped', target: `kek:${kek.id}`, data }, now);
     });
   }

@@ -148,6 +148,8 @@ interface CachedSecret {
 }
 
 const RESERVED: ReadonlySet<string> = new Set(RESERVED_STAGES);
+/** Versions are 32-bit integers in the database; a larger number names no version (and must not reach a query). */
+const MAX_VERSION = 2_147_483_647;
 
 export class SecretService {
   readonly #deps: SecretServiceDeps;
@@ -201,9 +203,8 @@ export class SecretService {
           let row = await this.#lockByPath(trx, path, now);
           const stages = row ? await stagesOf(trx, row.id) : new Map<string, number>();
           const current = stages.get('current') ?? 0;
-          if (input.cas !== undefined && (input.cas === 0 ? row !== undefined : input.cas !== current)) {
-            throw casMismatch(path, input.cas, row === undefined ? null : current);
-          }
+          // A retried put is recognised before its cas is checked: the cas it carries was right
+          // the first time, and the version that put made is what current is now.
           if (row !== undefined && input.requestToken !== undefined) {
             const earlier = await trx
               .selectFrom('secret_versions')
@@ -218,6 +219,9 @@ export class SecretService {
               const result: PutSecretResult = { id: row.id, path, version: earlier.version, stages: stageNames(stages, earlier.version), created: false, replayed: true };
               return { result, audit: [] };
             }
+          }
+          if (input.cas !== undefined && (input.cas === 0 ? row !== undefined : input.cas !== current)) {
+            throw casMismatch(path, input.cas, row === undefined ? null : current);
           }
           const audit: AuditEventInput[] = [];
           const created = row === undefined;
@@ -346,6 +350,8 @@ export class SecretService {
     return this.#transaction(async (trx, now) => {
       const row = await this.#mustLock(trx, path, now);
       const stages = await stagesOf(trx, row.id);
+      const tooLarge = wanted.find((version) => version > MAX_VERSION);
+      if (tooLarge !== undefined) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${tooLarge}`);
       const rows = await trx.selectFrom('secret_versions').select(['version', 'destroyed_at']).where('secret_id', '=', row.id).where('version', 'in', wanted).execute();
       const found = new Map(rows.map((r) => [Number(r.version), r]));
       for (const version of wanted) {
@@ -437,7 +443,9 @@ export class SecretService {
     const secret = await this.#load(path, this.#deps.clock.now());
     const version = resolveVersion(secret, path, selector);
     await this.reads.flush();
-    const since = new Date(sinceMs - (sinceMs % 60_000)).toISOString();
+    // The longest `since` reaches before any date can be written; no read is older than 1970.
+    const from = Math.max(0, sinceMs);
+    const since = new Date(from - (from % 60_000)).toISOString();
     const rows = await this.#deps.db
       .selectFrom('secret_reads')
       .select(['principal', (eb) => eb.fn.sum<number>('count').as('reads'), (eb) => eb.fn.max('last_read_at').as('last')])
@@ -485,6 +493,7 @@ export class SecretService {
       const moves = plan(stages);
       for (const version of Object.values(moves)) {
         if (version === null) continue;
+        if (version > MAX_VERSION) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${version}`);
         const target = await trx.selectFrom('secret_versions').select('destroyed_at').where('secret_id', '=', row.id).where('version', '=', version).executeTakeFirst();
         if (target === undefined) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${version}`);
         if (target.destroyed_at !== null) throw destroyedError(path, version);
@@ -675,7 +684,10 @@ async function applyStageMoves(trx: Transaction<Database>, secretId: string, sta
 }
 
 function resolveVersion(secret: CachedSecret, path: string, selector: ReadSelector): number {
-  if (selector.version !== undefined) return selector.version;
+  if (selector.version !== undefined) {
+    if (selector.version > MAX_VERSION) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${selector.version}`);
+    return selector.version;
+  }
   const stage = selector.stage ?? 'current';
   const version = secret.stages.get(stage);
   if (version === undefined) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `no version of ${path} carries the stage "${stage}"`);

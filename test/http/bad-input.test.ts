@@ -265,7 +265,7 @@ describeEachDialect('bad input', (dialect) => {
     });
 
     it('answers 404 problem+json for an unknown route', async () => {
-      for (const url of ['/v2/keys', '/v1/key', '/v1/keys/verify/now', '/', '/v1', '/v1/secrets']) {
+      for (const url of ['/v2/keys', '/v1/key', '/v1/keys/verify/now', '/', '/v1', '/v1/vault']) {
         const problem = expectProblem(await ctx().request({ method: 'GET', url }), 404, 'ERR_ROUTE_NOT_FOUND', 'not_found');
         expect(problem.detail).toContain('/openapi.json');
       }

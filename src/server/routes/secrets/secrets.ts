@@ -32,6 +32,8 @@ import {
 import { hasScope, secretScope, type SecretScope } from '../../../policy/index.js';
 import { assertSecretPath } from '../../../secrets/index.js';
 import { parseDuration } from '../../../shared/duration.js';
+import { AppError } from '../../../shared/errors.js';
+import { redactKeys } from '../../../shared/redact.js';
 import { actorContext } from '../../plugins/auth.js';
 import { optionalBody } from '../../plugins/optional-body.js';
 import type { RouteDeps } from '../../route-deps.js';
@@ -195,4 +197,18 @@ export function secretRoutes(app: FastifyInstance, deps: RouteDeps): void {
     },
     async (request) => secrets.destroy(actorContext(request), pathOf(request), request.body.versions),
   );
+
+  // A URL ending in an action word with a method that action does not take (PUT …/versions,
+  // GET …/promote) names a path no secret may have: a 400 for that path, not a missing route.
+  app.route({
+    method: ['GET', 'PUT', 'DELETE', 'POST'],
+    url: `${SECRET_ACTIONS_PREFIX}*`,
+    schema: { hide: true },
+    onRequest: deps.guard((request) => {
+      const [action = '', ...rest] = (request.params as { '*': string })['*'].split('/');
+      assertSecretPath([...rest, action].join('/'));
+      throw new AppError('ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${redactKeys(request.url.split('?')[0] ?? '')}; see /openapi.json`);
+    }),
+    handler: async () => undefined,
+  });
 }
