@@ -56,7 +56,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     hasher: createKeyHasher(masterKey),
     config: config.keyPolicy,
   });
-  const kek = new KekService({ db: store.db, clock, kek: kekProvider });
+  const kek = new KekService({ db: store.db, dialect: store.dialect, clock, kek: kekProvider });
   const secrets = new SecretService({
     db: store.db,
     dialect: store.dialect,

@@ -5,6 +5,8 @@ export {
   missingScopes,
   isManagementScope,
   secretScope,
+  pathGrant,
+  type PathGrant,
   SECRET_SCOPES,
   type SecretScope,
   type ManagementScope,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasScope, isManagementScope, missingScopes, scopeCovers, secretScope } from './scopes.js';
+import { hasScope, isManagementScope, missingScopes, pathGrant, scopeCovers, secretScope } from './scopes.js';
 
 describe('scopes', () => {
   it('matches exactly, by family wildcard, and by the root wildcard', () => {
@@ -54,5 +54,21 @@ describe('secret scopes limited to a path', () => {
     for (const scope of ['secrets:read:Payments/*', 'secrets:read:a//b', 'secrets:read:/a', 'secrets:destroy', 'secrets:read:a/*/b']) {
       expect(isManagementScope(scope), scope).toBe(false);
     }
+  });
+});
+
+describe('pathGrant', () => {
+  it('grants every path to an unqualified or wildcard scope', () => {
+    for (const held of ['*', 'secrets:*', 'secrets:read', 'secrets:read:*']) {
+      expect(pathGrant([held], 'secrets:read'), held).toEqual({ all: true, prefixes: [], exact: [] });
+    }
+  });
+
+  it('collects prefixes and exact paths, and ignores other families', () => {
+    expect(pathGrant(['secrets:read:payments/*', 'secrets:read:ops/db', 'secrets:write:x/*', 'keys:read'], 'secrets:read')).toEqual({
+      all: false,
+      prefixes: ['payments/'],
+      exact: ['ops/db'],
+    });
   });
 });

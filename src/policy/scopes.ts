@@ -65,3 +65,24 @@ export function isManagementScope(scope: string): boolean {
   const family = SECRET_SCOPES.find((known) => scope.startsWith(`${known}:`));
   return family !== undefined && PATH_QUALIFIER.test(scope.slice(family.length + 1));
 }
+
+/** The paths a set of scopes may do `scope` on: every path (`all`), or prefixes and exact paths. */
+export interface PathGrant {
+  readonly all: boolean;
+  /** Each ends in `/`: `payments/` from `secrets:read:payments/*`. */
+  readonly prefixes: string[];
+  readonly exact: string[];
+}
+
+export function pathGrant(granted: readonly string[], scope: SecretScope): PathGrant {
+  const prefixes: string[] = [];
+  const exact: string[] = [];
+  for (const held of granted) {
+    if (held === '*' || held === 'secrets:*' || held === scope || held === `${scope}:*`) return { all: true, prefixes: [], exact: [] };
+    if (!held.startsWith(`${scope}:`)) continue;
+    const qualifier = held.slice(scope.length + 1);
+    if (qualifier.endsWith('/*')) prefixes.push(qualifier.slice(0, -1));
+    else exact.push(qualifier);
+  }
+  return { all: false, prefixes, exact };
+}

@@ -9,7 +9,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import { appendAudit, type ActorContext } from '../audit/index.js';
 import { rewrapEnvelope, ENVELOPE_ALG, ENVELOPE_FORMAT, type Envelope, type KekProvider } from '../crypto/index.js';
-import type { Database, SecretVersionsTable } from '../store/index.js';
+import type { Database, Dialect, SecretVersionsTable } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import { AppError, isAppError } from '../shared/errors.js';
 import { valueAad } from './secret-codec.js';
@@ -18,6 +18,8 @@ export interface KekServiceDeps {
   readonly db: Kysely<Database>;
   readonly clock: Clock;
   readonly kek: KekProvider;
+  /** On PostgreSQL, writers share-lock the KEK version they seal under, so retire cannot miss them. */
+  readonly dialect?: Dialect;
   /** Data keys re-wrapped per transaction. */
   readonly rewrapBatch?: number;
   /** How often a server looks for data keys left under an older version (another server rotated). */
@@ -64,6 +66,7 @@ export class KekService {
   #running: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  readonly #retiredListeners: Array<() => void> = [];
 
   constructor(deps: KekServiceDeps) {
     this.#deps = deps;
@@ -98,6 +101,29 @@ export class KekService {
       .where('provider', '=', this.#deps.kek.id)
       .executeTakeFirst();
     return Number(row?.version ?? 0);
+  }
+
+  /**
+   * The version a write inside `trx` seals under. On PostgreSQL the version's row is share-locked
+   * until the write commits, so a concurrent `retire` (which locks the row for update before it
+   * counts data keys) waits for the write and counts it.
+   */
+  async versionForWrite(trx: Transaction<Database>): Promise<number> {
+    if (this.#deps.dialect !== 'postgres') return this.currentVersion(trx);
+    const row = await trx
+      .selectFrom('kek_versions')
+      .select('version')
+      .where('provider', '=', this.#deps.kek.id)
+      .orderBy('version', 'desc')
+      .limit(1)
+      .forShare()
+      .executeTakeFirst();
+    return Number(row?.version ?? 0);
+  }
+
+  /** Called after a version is retired (the vault drops cached rows that may name it). */
+  onRetired(listener: () => void): void {
+    this.#retiredListeners.push(listener);
   }
 
   async status(): Promise<KekStatus> {
@@ -155,7 +181,8 @@ export class KekService {
     // Versions are 32-bit integers in the database: a larger number names none (and must not reach a query).
     if (version > 2_147_483_647) throw new AppError('ERR_KEK_VERSION_NOT_FOUND', `${kek.id} has no key-encryption key version ${version}`);
     await db.transaction().execute(async (trx) => {
-      const row = await trx.selectFrom('kek_versions').selectAll().where('provider', '=', kek.id).where('version', '=', version).executeTakeFirst();
+      const query = trx.selectFrom('kek_versions').selectAll().where('provider', '=', kek.id).where('version', '=', version);
+      const row = await (this.#deps.dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
       if (row === undefined) throw new AppError('ERR_KEK_VERSION_NOT_FOUND', `${kek.id} has no key-encryption key version ${version}`);
       if (version === (await this.currentVersion(trx))) {
         throw new AppError('ERR_KEK_VERSION_CURRENT', `version ${version} is the current version; rotate first, then retire it once re-wrapping is done`);
@@ -173,6 +200,7 @@ export class KekService {
       await trx.updateTable('kek_versions').set({ state: 'retired', retired_at: now }).where('provider', '=', kek.id).where('version', '=', version).execute();
       await appendAudit(trx, ctx, { action: 'kek.retired', target: `kek:${kek.id}`, data: { provider: kek.id, version } }, now);
     });
+    for (const listener of this.#retiredListeners) listener();
     return this.status();
   }
 

@@ -14,6 +14,7 @@ import { appendAudit, ChangeFeed, type ActorContext, type AuditEventInput } from
 import { openEnvelope, sealEnvelope, type KekProvider } from '../crypto/index.js';
 import { RESERVED_STAGES } from '../contract/index.js';
 import type { Database, Dialect, SecretsTable, SecretVersionsTable } from '../store/index.js';
+import type { PathGrant } from '../policy/index.js';
 import type { Clock } from '../shared/clock.js';
 import { parseDuration } from '../shared/duration.js';
 import { AppError } from '../shared/errors.js';
@@ -134,8 +135,8 @@ export interface ListSecretsInput {
   readonly deleted?: boolean | undefined;
   readonly cursor?: string | undefined;
   readonly limit?: number | undefined;
-  /** Only paths the caller may see are returned. */
-  readonly visible?: (path: string) => boolean;
+  /** Only paths the caller may see are listed (filtered in the query, so pages stay full). */
+  readonly visible?: PathGrant;
 }
 
 type VersionRow = SecretVersionsTable;
@@ -167,6 +168,7 @@ export class SecretService {
     this.#config = { ...DEFAULT_SECRET_POLICY, ...deps.config };
     this.reads = new ReadTally(deps.db);
     this.changes = new ChangeFeed(deps.db, 'sec_', (id) => this.#invalidate(id));
+    deps.kek.onRetired(() => this.#clearCache());
   }
 
   get config(): SecretPolicyConfig {
@@ -232,7 +234,7 @@ export class SecretService {
             row = await this.#updateMetadata(trx, row, input, now, audit);
           }
           const version = row.latest_version + 1;
-          const kekVersion = await kek.currentVersion(trx);
+          const kekVersion = await kek.versionForWrite(trx);
           const envelope = await sealEnvelope(kek.provider, kekVersion, encoded.bytes, valueAad(row.id, version, encoded.type), this.#deps.random);
           await trx
             .insertInto('secret_versions')
@@ -427,12 +429,21 @@ export class SecretService {
     if (input.prefix) query = query.where(sql<boolean>`path like ${escapeLike(input.prefix) + '%'} escape '\\'`);
     query = input.deleted ? query.where('deletion_date', '>', now) : query.where('deleted_at', 'is', null);
     if (input.cursor !== undefined) query = query.where('path', '>', decodeCursor(input.cursor));
+    const grant = input.visible;
+    if (grant !== undefined && !grant.all) {
+      if (grant.prefixes.length === 0 && grant.exact.length === 0) return { data: [], nextCursor: null };
+      query = query.where((eb) =>
+        eb.or([
+          ...grant.prefixes.map((prefix) => eb(sql<string>`path`, 'like', sql<string>`${escapeLike(prefix) + '%'} escape '\\'`)),
+          ...(grant.exact.length > 0 ? [eb('path', 'in', grant.exact)] : []),
+        ]),
+      );
+    }
     const rows = await query.execute();
     const page = rows.slice(0, limit);
     const stages = await stagesOfMany(db, page.map((row) => row.id));
-    const visible = input.visible ?? (() => true);
     return {
-      data: page.filter((row) => visible(row.path)).map((row) => toMetadata(row, stages.get(row.id) ?? new Map())),
+      data: page.map((row) => toMetadata(row, stages.get(row.id) ?? new Map())),
       nextCursor: rows.length > limit ? Buffer.from(page[page.length - 1]!.path).toString('base64url') : null,
     };
   }
@@ -499,7 +510,7 @@ export class SecretService {
         if (target.destroyed_at !== null) throw destroyedError(path, version);
       }
       const before = Object.fromEntries(stages);
-      await applyStageMoves(trx, row.id, stages, moves);
+      if (!(await applyStageMoves(trx, row.id, stages, moves))) return { result: toMetadata(row, stages), audit: [] };
       await trx.updateTable('secrets').set({ updated_at: now }).where('id', '=', row.id).execute();
       const audit = [{ action, target: row.id, data: { path, before, after: Object.fromEntries(stages) } }];
       return { result: toMetadata({ ...row, updated_at: now }, stages), audit, changed: row.id };
@@ -670,10 +681,15 @@ async function versionsOf(executor: Executor, secretId: string, stages: Readonly
   }));
 }
 
-/** Applies stage moves to the table and to `stages`, in place: a stage is on one version at most. */
-async function applyStageMoves(trx: Transaction<Database>, secretId: string, stages: Map<string, number>, moves: Record<string, number | null>): Promise<void> {
+/**
+ * Applies stage moves to the table and to `stages`, in place: a stage is on one version at most.
+ * Says whether anything moved.
+ */
+async function applyStageMoves(trx: Transaction<Database>, secretId: string, stages: Map<string, number>, moves: Record<string, number | null>): Promise<boolean> {
+  let moved = false;
   for (const [stage, version] of Object.entries(moves)) {
     if (stages.get(stage) === (version ?? undefined)) continue;
+    moved = true;
     await trx.deleteFrom('secret_stages').where('secret_id', '=', secretId).where('stage', '=', stage).execute();
     if (version === null) stages.delete(stage);
     else {
@@ -681,6 +697,7 @@ async function applyStageMoves(trx: Transaction<Database>, secretId: string, sta
       stages.set(stage, version);
     }
   }
+  return moved;
 }
 
 function resolveVersion(secret: CachedSecret, path: string, selector: ReadSelector): number {

@@ -140,6 +140,20 @@ describeEachDialect('reading secrets', (dialect) => {
       expect(page.data.map((s) => s.path)).toEqual([`${prefix}/open/one`]);
     });
 
+    it('fills every page of a path-limited token with paths it may read, however many it may not', async () => {
+      const prefix = unique('paged');
+      for (const name of ['a1', 'a2', 'a3', 'a4', 'a5']) await put(`${prefix}/hidden/${name}`, { value: 'x' });
+      for (const name of ['b1', 'b2', 'b3']) await put(`${prefix}/shown/${name}`, { value: 'x' });
+      await put(`${prefix}/single`, { value: 'x' });
+      const token = await ctx().token([`secrets:read:${prefix}/shown/*`, `secrets:read:${prefix}/single`]);
+      const first = (await get(`/v1/secrets?prefix=${prefix}/&limit=2`, token)).json() as SecretPageWire;
+      expect(first.data.map((s) => s.path)).toEqual([`${prefix}/shown/b1`, `${prefix}/shown/b2`]);
+      const second = (await get(`/v1/secrets?prefix=${prefix}/&limit=2&cursor=${first.nextCursor}`, token)).json() as SecretPageWire;
+      expect(second.data.map((s) => s.path)).toEqual([`${prefix}/shown/b3`, `${prefix}/single`]);
+      const none = (await get(`/v1/secrets?prefix=${prefix}/`, await ctx().token(['secrets:write']))).statusCode;
+      expect(none).toBe(403);
+    });
+
     it('answers 403 to a token with no secrets:read scope at all, and 400 for a bad cursor or prefix', async () => {
       const token = await ctx().token(['secrets:write']);
       expectProblem(await get('/v1/secrets', token), 403, 'ERR_FORBIDDEN');

@@ -125,6 +125,9 @@ describeEachDialect('secret stages', (dialect) => {
       expect((res.json() as SecretMetadataWire).stages).toEqual({ current: 2, previous: 1, pending: 3, canary: 1 });
       res = await post(path, 'stages', { stage: 'canary', version: null });
       expect((res.json() as SecretMetadataWire).stages).toEqual({ current: 2, previous: 1, pending: 3 });
+      // Taking off a stage no version carries changes nothing, and writes no event.
+      res = await post(path, 'stages', { stage: 'canary', version: null });
+      expect(res.statusCode, res.body).toBe(200);
       const events = await auditAfter(ctx(), head);
       expect(events.map((e) => e.action)).toEqual(['secret.stage.moved', 'secret.stage.moved', 'secret.stage.moved']);
       expect(events[1]!.data).toMatchObject({ before: { canary: 3 }, after: { canary: 1 } });

@@ -58,7 +58,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     hasher: createKeyHasher(TEST_MASTER_KEY),
     config: { ...DEFAULT_KEY_POLICY, ...options.policy },
   });
-  const kek = new KekService({ db: testStore.store.db, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
+  const kek = new KekService({ db: testStore.store.db, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
   await kek.initialise();
   const secrets = new SecretService({
     db: testStore.store.db,

@@ -28,11 +28,6 @@ export function kekRoutes(app: FastifyInstance, deps: RouteDeps): void {
       onRequest: deps.guard('kek:admin'),
       schema: { tags: ['kek'], summary: 'Retire a KEK version no data key uses any more', params: KekVersionParam, response },
     },
-    async (request) => {
-      const status = await deps.kek.retire(actorContext(request), request.params.version);
-      // Cached rows may still name the retired version; read them afresh.
-      deps.secrets.clearCache();
-      return status;
-    },
+    async (request) => deps.kek.retire(actorContext(request), request.params.version),
   );
 }

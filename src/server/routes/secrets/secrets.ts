@@ -29,7 +29,7 @@ import {
   type ReadSecretQueryWire,
   type ReadersQueryWire,
 } from '../../../contract/index.js';
-import { hasScope, secretScope, type SecretScope } from '../../../policy/index.js';
+import { pathGrant, secretScope, type SecretScope } from '../../../policy/index.js';
 import { assertSecretPath } from '../../../secrets/index.js';
 import { parseDuration } from '../../../shared/duration.js';
 import { AppError } from '../../../shared/errors.js';
@@ -113,7 +113,7 @@ export function secretRoutes(app: FastifyInstance, deps: RouteDeps): void {
     },
     async (request) => {
       const granted = request.principal?.scopes ?? [];
-      return secrets.list({ ...request.query, visible: (path) => hasScope(granted, secretScope('secrets:read', path)) });
+      return secrets.list({ ...request.query, visible: pathGrant(granted, 'secrets:read') });
     },
   );
 
