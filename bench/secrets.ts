@@ -27,7 +27,7 @@ import { resolveConfig } from '../src/app/config.js';
 import { initialise } from '../src/app/init.js';
 import { openServices } from '../src/app/services.js';
 import { sealEnvelope } from '../src/crypto/index.js';
-import { encodeValue, valueAad } from '../src/secrets/index.js';
+import { encodeValue, valueAad, versionRow } from '../src/secrets/index.js';
 import { cleanup, hasCommand, removeOnExit, runToEnd, startProcess, stopProcess, waitForListening } from './procs.js';
 import { postJson } from './pool.js';
 
@@ -197,22 +197,7 @@ async function benchRewrap(): Promise<{ dataKeys: number; seconds: number; perSe
         for (let v = 1; v <= perSecret && made < opts.rewrap; v++, made++) {
           const encoded = encodeValue(valueOf(s, v));
           const envelope = await sealEnvelope(provider, 1, encoded.bytes, valueAad(id, v, encoded.type), services.random);
-          rows.push({
-            secret_id: id,
-            version: v,
-            value_type: encoded.type,
-            envelope_format: envelope.format,
-            alg: envelope.alg,
-            kek_id: envelope.kekId,
-            kek_version: envelope.kekVersion,
-            wrapped_key: envelope.wrappedKey.toString('base64'),
-            sealed: envelope.sealed.toString('base64'),
-            request_token: null,
-            value_digest: null,
-            created_at: now,
-            created_by: 'bench',
-            destroyed_at: null,
-          });
+          rows.push(versionRow(id, v, encoded.type, envelope, { requestToken: null, digest: null, at: now, by: 'bench' }));
         }
         await trx.insertInto('secret_versions').values(rows).execute();
         await trx.insertInto('secret_stages').values({ secret_id: id, stage: 'current', version: rows.length }).execute();

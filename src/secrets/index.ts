@@ -1,5 +1,6 @@
 export {
   SecretService,
+  versionRow,
   DEFAULT_SECRET_POLICY,
   type SecretServiceDeps,
   type SecretPolicyConfig,

@@ -11,7 +11,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { appendAudit, ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/index.js';
-import { openEnvelope, sealEnvelope, type KekProvider } from '../crypto/index.js';
+import { openEnvelope, sealEnvelope, type Envelope } from '../crypto/index.js';
 import { RESERVED_STAGES } from '../contract/index.js';
 import type { Database, Dialect, SecretsTable, SecretVersionsTable } from '../store/index.js';
 import type { PathGrant } from '../policy/index.js';
@@ -238,22 +238,7 @@ export class SecretService {
           const envelope = await sealEnvelope(kek.provider, kekVersion, encoded.bytes, valueAad(row.id, version, encoded.type), this.#deps.random);
           await trx
             .insertInto('secret_versions')
-            .values({
-              secret_id: row.id,
-              version,
-              value_type: encoded.type,
-              envelope_format: envelope.format,
-              alg: envelope.alg,
-              kek_id: envelope.kekId,
-              kek_version: envelope.kekVersion,
-              wrapped_key: envelope.wrappedKey.toString('base64'),
-              sealed: envelope.sealed.toString('base64'),
-              request_token: input.requestToken ?? null,
-              value_digest: digest,
-              created_at: now,
-              created_by: ctx.actor,
-              destroyed_at: null,
-            })
+            .values(versionRow(row.id, version, encoded.type, envelope, { requestToken: input.requestToken ?? null, digest, at: now, by: ctx.actor }))
             .execute();
           await trx.updateTable('secrets').set({ latest_version: version, updated_at: now }).where('id', '=', row.id).execute();
           const stage = input.stage ?? 'current';
@@ -643,6 +628,32 @@ export class SecretService {
 }
 
 type Executor = Kysely<Database> | Transaction<Database>;
+
+/** The stored row of one sealed version. */
+export function versionRow(
+  secretId: string,
+  version: number,
+  type: ValueType,
+  envelope: Envelope,
+  made: { readonly requestToken: string | null; readonly digest: string | null; readonly at: string; readonly by: string },
+): SecretVersionsTable {
+  return {
+    secret_id: secretId,
+    version,
+    value_type: type,
+    envelope_format: envelope.format,
+    alg: envelope.alg,
+    kek_id: envelope.kekId,
+    kek_version: envelope.kekVersion,
+    wrapped_key: envelope.wrappedKey.toString('base64'),
+    sealed: envelope.sealed.toString('base64'),
+    request_token: made.requestToken,
+    value_digest: made.digest,
+    created_at: made.at,
+    created_by: made.by,
+    destroyed_at: null,
+  };
+}
 
 async function stagesOf(executor: Executor, secretId: string): Promise<Map<string, number>> {
   const rows = await executor.selectFrom('secret_stages').select(['stage', 'version']).where('secret_id', '=', secretId).execute();
