@@ -16,6 +16,8 @@ export interface AppConfig {
   readonly keyPolicy: KeyPolicyConfig;
   readonly logLevel: string;
   readonly trustProxy: boolean;
+  /** Answer verify calls in the fast lane in front of Fastify (`KEYSMITH_FAST_VERIFY=0` turns it off). */
+  readonly fastVerify: boolean;
 }
 
 export interface ConfigInput {
@@ -49,6 +51,7 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
     keyPolicy: { ...DEFAULT_KEY_POLICY, defaultTtlMs, maxTtlMs, cacheTtlMs },
     logLevel: input.logLevel ?? env.KEYSMITH_LOG_LEVEL ?? 'info',
     trustProxy: env.KEYSMITH_TRUST_PROXY === '1',
+    fastVerify: env.KEYSMITH_FAST_VERIFY !== '0',
   };
 }
 
