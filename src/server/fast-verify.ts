@@ -88,6 +88,26 @@ export function createFastVerifyLane(deps: FastVerifyDeps): FastVerifyLane {
     );
   };
 
+  const readBody = (req: IncomingMessage, res: ServerResponse, next: Handler, length: number): void => {
+    if (req.readableLength === length) {
+      answerBody(req, res, next, { chunks: [req.read() as Buffer], error: undefined });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+    };
+    const done = (error?: Error) => {
+      req.removeListener('data', onData);
+      req.removeListener('end', done);
+      req.removeListener('error', done);
+      answerBody(req, res, next, { chunks, error });
+    };
+    req.on('data', onData);
+    req.on('end', done);
+    req.on('error', done);
+  };
+
   return {
     handle(req, res, next) {
       if (!open || req.method !== 'POST' || req.url !== VERIFY_PATH) return next(req, res);
@@ -104,19 +124,10 @@ export function createFastVerifyLane(deps: FastVerifyDeps): FastVerifyLane {
         return next(req, res);
       }
       if (!access.ok) return next(req, res);
-      const chunks: Buffer[] = [];
-      const onData = (chunk: Buffer) => {
-        chunks.push(chunk);
-      };
-      const done = (error?: Error) => {
-        req.removeListener('data', onData);
-        req.removeListener('end', done);
-        req.removeListener('error', done);
-        answerBody(req, res, next, { chunks, error });
-      };
-      req.on('data', onData);
-      req.on('end', done);
-      req.on('error', done);
+      // The body usually comes in the packet that brought the headers, and node's parser pushes
+      // it onto the request right after this handler returns: take it from there in one read,
+      // without the stream events, or else wait for it.
+      process.nextTick(readBody, req, res, next, length);
     },
     close() {
       open = false;

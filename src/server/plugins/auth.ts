@@ -68,21 +68,22 @@ export function checkAccess(keys: KeyService, header: string | undefined, ip: st
   if (!token) {
     return { ok: false, error: new AppError('ERR_UNAUTHENTICATED', FAILURE_MESSAGES.missing), action: 'auth.failed', data: { reason: 'missing' }, target: null };
   }
-  const decide = (result: AuthResult): AccessDecision => {
-    if (!result.ok) {
-      // Name the key only if the token parsed, never the token itself.
-      const keyId = result.keyId ?? parseKey(token)?.keyId ?? null;
-      const error = new AppError(result.reason === 'SERVICE_KEY' ? 'ERR_FORBIDDEN' : 'ERR_UNAUTHENTICATED', FAILURE_MESSAGES[result.reason]);
-      return { ok: false, error, action: 'auth.failed', data: { reason: result.reason.toLowerCase() }, target: keyId };
-    }
-    if (!hasScope(result.principal.scopes, scope)) {
-      const error = new AppError('ERR_FORBIDDEN', `this token lacks the scope "${scope}"`);
-      return { ok: false, error, action: 'auth.denied', data: { requiredScope: scope }, target: null, principal: result.principal };
-    }
-    return { ok: true, principal: result.principal };
-  };
   const result = keys.authenticate(token, ip);
-  return result instanceof Promise ? result.then(decide) : decide(result);
+  return result instanceof Promise ? result.then((settled) => decideAccess(token, settled, scope)) : decideAccess(token, result, scope);
+}
+
+function decideAccess(token: string, result: AuthResult, scope: string): AccessDecision {
+  if (!result.ok) {
+    // Name the key only if the token parsed, never the token itself.
+    const keyId = result.keyId ?? parseKey(token)?.keyId ?? null;
+    const error = new AppError(result.reason === 'SERVICE_KEY' ? 'ERR_FORBIDDEN' : 'ERR_UNAUTHENTICATED', FAILURE_MESSAGES[result.reason]);
+    return { ok: false, error, action: 'auth.failed', data: { reason: result.reason.toLowerCase() }, target: keyId };
+  }
+  if (!hasScope(result.principal.scopes, scope)) {
+    const error = new AppError('ERR_FORBIDDEN', `this token lacks the scope "${scope}"`);
+    return { ok: false, error, action: 'auth.denied', data: { requiredScope: scope }, target: null, principal: result.principal };
+  }
+  return { ok: true, principal: result.principal };
 }
 
 /**
