@@ -2,9 +2,14 @@
  * Usage is counted in memory on the verify path and flushed to the database in batches
  * (per key, per minute, per outcome), so verification never writes in the request path.
  * A failed flush puts its counts back; `stop()` flushes what is pending on a clean shutdown.
+ *
+ * On SQLite a flush is one transaction: every statement runs on the main thread, and each
+ * commit waits for an fsync (synchronous=FULL), so a commit per statement would stall
+ * verification dozens of times per flush. The small statements still yield to the event loop
+ * between them; cached verifications never wait for the database.
  */
 import { sql, type Kysely } from 'kysely';
-import type { Database } from '../store/index.js';
+import type { Database, Dialect } from '../store/index.js';
 import { VERIFY_CODES, type UsageSink, type VerifyCode } from './verifier.js';
 
 interface LastUse {
@@ -51,8 +56,11 @@ export class UsageRecorder implements UsageSink {
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
 
-  constructor(db: Kysely<Database>) {
+  readonly #oneTransaction: boolean;
+
+  constructor(db: Kysely<Database>, dialect: Dialect) {
     this.#db = db;
+    this.#oneTransaction = dialect === 'sqlite';
   }
 
   record(keyId: string, outcome: VerifyCode, at: number, ip: string | undefined, userAgent: string | undefined): void {
@@ -135,51 +143,28 @@ export class UsageRecorder implements UsageSink {
     }
     this.#counts = new Map();
     this.#lastUse = later;
+    const allRows = [...rows];
+    const allUses = [...uses];
     try {
-      // Many rows per statement, and a turn of the event loop between statements: with SQLite
-      // every statement runs on the main thread, and one long flush would stall verification.
-      while (rows.length > 0) {
-        const chunk = rows.slice(0, BATCH);
-        await this.#db
-          .insertInto('key_usage')
-          .values(chunk)
-          .onConflict((oc) => oc.columns(['key_id', 'minute', 'outcome']).doUpdateSet({ count: sql<number>`key_usage.count + excluded.count` }))
-          .execute();
-        rows.splice(0, chunk.length);
-        await yieldToEventLoop();
-      }
-      while (uses.length > 0) {
-        const chunk = uses.slice(0, BATCH);
-        await this.#db
-          .insertInto('key_last_use')
-          .values(
-            chunk.map(([keyId, use]) => ({
-              key_id: keyId,
-              used_at: new Date(use.at).toISOString(),
-              ip: use.ip,
-              user_agent: use.userAgent?.slice(0, 200) ?? null,
-            })),
-          )
-          .onConflict((oc) =>
-            oc
-              .column('key_id')
-              .doUpdateSet({ used_at: sql<string>`excluded.used_at`, ip: sql<string>`excluded.ip`, user_agent: sql<string>`excluded.user_agent` })
-              .where('key_last_use.used_at', '<', sql<string>`excluded.used_at`),
-          )
-          .execute();
-        for (const [keyId, use] of chunk) this.#lastWritten.set(keyId, use.at);
-        uses.splice(0, chunk.length);
-        await yieldToEventLoop();
-      }
+      if (this.#oneTransaction) await this.#db.transaction().execute((trx) => writeBatches(trx, rows, uses));
+      else await writeBatches(this.#db, rows, uses);
     } catch (error) {
-      // Put back what was not written so a later flush writes it.
-      for (const row of rows) this.#add(row.key_id, Date.parse(row.minute), OUTCOME_INDEX[row.outcome as VerifyCode], row.count);
-      for (const [keyId, use] of uses) {
+      // Put back what was not written (all of it when the transaction rolled back) so a later flush writes it.
+      const lostRows = this.#oneTransaction ? allRows : rows;
+      const lostUses = this.#oneTransaction ? allUses : uses;
+      if (!this.#oneTransaction) this.#noteWritten(allUses.slice(0, allUses.length - uses.length));
+      for (const row of lostRows) this.#add(row.key_id, Date.parse(row.minute), OUTCOME_INDEX[row.outcome as VerifyCode], row.count);
+      for (const [keyId, use] of lostUses) {
         const newer = this.#lastUse.get(keyId);
         if (!newer || newer.at < use.at) this.#lastUse.set(keyId, use);
       }
       throw error;
     }
+    this.#noteWritten(allUses);
+  }
+
+  #noteWritten(uses: ReadonlyArray<[string, LastUse]>): void {
+    for (const [keyId, use] of uses) this.#lastWritten.set(keyId, use.at);
   }
 
   /** Reads usage since a time, after flushing what this server holds. */
@@ -213,6 +198,45 @@ export class UsageRecorder implements UsageSink {
       totals,
       minutes: [...minutes].map(([minute, value]) => ({ minute, counts: value.counts, total: value.total })),
     };
+  }
+}
+
+/**
+ * Writes rows and last uses in small statements, a turn of the event loop between them,
+ * removing from both arrays what has been written.
+ */
+async function writeBatches(db: Kysely<Database>, rows: UsageRow[], uses: Array<[string, LastUse]>): Promise<void> {
+  while (rows.length > 0) {
+    const chunk = rows.slice(0, BATCH);
+    await db
+      .insertInto('key_usage')
+      .values(chunk)
+      .onConflict((oc) => oc.columns(['key_id', 'minute', 'outcome']).doUpdateSet({ count: sql<number>`key_usage.count + excluded.count` }))
+      .execute();
+    rows.splice(0, chunk.length);
+    await yieldToEventLoop();
+  }
+  while (uses.length > 0) {
+    const chunk = uses.slice(0, BATCH);
+    await db
+      .insertInto('key_last_use')
+      .values(
+        chunk.map(([keyId, use]) => ({
+          key_id: keyId,
+          used_at: new Date(use.at).toISOString(),
+          ip: use.ip,
+          user_agent: use.userAgent?.slice(0, 200) ?? null,
+        })),
+      )
+      .onConflict((oc) =>
+        oc
+          .column('key_id')
+          .doUpdateSet({ used_at: sql<string>`excluded.used_at`, ip: sql<string>`excluded.ip`, user_agent: sql<string>`excluded.user_agent` })
+          .where('key_last_use.used_at', '<', sql<string>`excluded.used_at`),
+      )
+      .execute();
+    uses.splice(0, chunk.length);
+    await yieldToEventLoop();
   }
 }
 
