@@ -46,10 +46,17 @@ interface UsageRow {
   count: number;
 }
 
+/** A key's pending counts by minute, with the minute last counted at hand: nearly every call counts in it. */
+interface KeyMinutes {
+  lastMinute: number;
+  last: Uint32Array;
+  readonly byMinute: Map<number, Uint32Array>;
+}
+
 export class UsageRecorder implements UsageSink {
   readonly #db: Kysely<Database>;
   /** keyId → minute start (ms) → counts by outcome index. No strings built per call. */
-  #counts = new Map<string, Map<number, Uint32Array>>();
+  #counts = new Map<string, KeyMinutes>();
   #lastUse = new Map<string, LastUse>();
   /** When each key's last use was last written; a key is written at most once a minute. */
   readonly #lastWritten = new Map<string, number>();
@@ -75,21 +82,28 @@ export class UsageRecorder implements UsageSink {
       this.#lastUse.set(keyId, { at, ip: ip ?? null, userAgent: userAgent ?? null });
     } else if (at >= last.at) {
       last.at = at;
-      last.ip = ip ?? null;
-      last.userAgent = userAgent ?? null;
+      // Equal text is left as it is: a gateway sends the same address and user agent again and
+      // again, and a long-lived entry pointing at each new string costs the young-generation GC.
+      if (last.ip !== (ip ?? null)) last.ip = ip ?? null;
+      if (last.userAgent !== (userAgent ?? null)) last.userAgent = userAgent ?? null;
     }
   }
 
   #add(keyId: string, minute: number, outcomeIndex: number, count: number): void {
-    let minutes = this.#counts.get(keyId);
-    if (minutes === undefined) {
-      minutes = new Map();
-      this.#counts.set(keyId, minutes);
+    const minutes = this.#counts.get(keyId);
+    if (minutes !== undefined && minutes.lastMinute === minute) {
+      minutes.last[outcomeIndex]! += count;
+      return;
     }
-    let counts = minutes.get(minute);
+    let counts = minutes?.byMinute.get(minute);
     if (counts === undefined) {
       counts = new Uint32Array(OUTCOMES.length);
-      minutes.set(minute, counts);
+      if (minutes === undefined) this.#counts.set(keyId, { lastMinute: minute, last: counts, byMinute: new Map([[minute, counts]]) });
+      else minutes.byMinute.set(minute, counts);
+    }
+    if (minutes !== undefined) {
+      minutes.lastMinute = minute;
+      minutes.last = counts;
     }
     counts[outcomeIndex]! += count;
   }
@@ -127,7 +141,7 @@ export class UsageRecorder implements UsageSink {
   async #write(force: boolean): Promise<void> {
     const rows: UsageRow[] = [];
     for (const [keyId, minutes] of this.#counts) {
-      for (const [minute, counts] of minutes) {
+      for (const [minute, counts] of minutes.byMinute) {
         const minuteIso = new Date(minute).toISOString();
         counts.forEach((count, i) => {
           if (count > 0) rows.push({ key_id: keyId, minute: minuteIso, outcome: OUTCOMES[i]!, count });

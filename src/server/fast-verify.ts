@@ -73,24 +73,23 @@ export function createFastVerifyLane(deps: FastVerifyDeps): FastVerifyLane {
     next(req, res);
   };
 
-  const answerBody = (req: IncomingMessage, res: ServerResponse, next: Handler, read: ReadBody): void => {
-    if (read.error !== undefined) return handOver(req, res, next, read);
-    const { chunks } = read;
+  const answerBody = (req: IncomingMessage, res: ServerResponse, next: Handler, chunks: Buffer[], error: Error | undefined): void => {
+    if (error !== undefined) return handOver(req, res, next, { chunks, error });
     const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8');
     const body = deps.parseJson(text);
-    if (body === undefined || !deps.validBody(body)) return handOver(req, res, next, read);
+    if (body === undefined || !deps.validBody(body)) return handOver(req, res, next, { chunks, error });
     const result = deps.answer(body, req.socket.remoteAddress, req.headers['user-agent']);
     if (typeof result === 'string') return respond(res, result);
     // A failed load is the route's to report; it verifies again and answers as it would.
     result.then(
       (json) => respond(res, json),
-      () => handOver(req, res, next, read),
+      () => handOver(req, res, next, { chunks, error }),
     );
   };
 
   const readBody = (req: IncomingMessage, res: ServerResponse, next: Handler, length: number): void => {
     if (req.readableLength === length) {
-      answerBody(req, res, next, { chunks: [req.read() as Buffer], error: undefined });
+      answerBody(req, res, next, [req.read() as Buffer], undefined);
       return;
     }
     const chunks: Buffer[] = [];
@@ -101,7 +100,7 @@ export function createFastVerifyLane(deps: FastVerifyDeps): FastVerifyLane {
       req.removeListener('data', onData);
       req.removeListener('end', done);
       req.removeListener('error', done);
-      answerBody(req, res, next, { chunks, error });
+      answerBody(req, res, next, chunks, error);
     };
     req.on('data', onData);
     req.on('end', done);

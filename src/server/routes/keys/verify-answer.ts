@@ -41,14 +41,14 @@ export function createVerifyAnswerer(deps: { readonly keys: KeyService; readonly
     serialized.set(outcome, text);
     return text;
   };
+  const finish = (outcome: VerifyOutcome, started: number): string => {
+    verifyDuration.observe((performance.now() - started) / 1000);
+    counterFor(outcome.code).inc();
+    return json(outcome);
+  };
   return (body, ip, userAgent) => {
     const started = performance.now();
     const result = deps.keys.verify({ key: body.key, scopes: body.scopes, ip: body.ip ?? ip, userAgent: body.userAgent ?? userAgent });
-    const finish = (outcome: VerifyOutcome): string => {
-      verifyDuration.observe((performance.now() - started) / 1000);
-      counterFor(outcome.code).inc();
-      return json(outcome);
-    };
-    return result instanceof Promise ? result.then(finish) : finish(result);
+    return result instanceof Promise ? result.then((outcome) => finish(outcome, started)) : finish(result, started);
   };
 }
