@@ -60,6 +60,7 @@ interface Options {
   json: boolean;
   cpuProf: string | undefined;
   keep: boolean;
+  fastLane: boolean;
 }
 
 const USAGE = `Usage: npm run bench:verify -- [options]
@@ -81,6 +82,8 @@ const USAGE = `Usage: npm run bench:verify -- [options]
   --cpu-prof DIR    run both servers under node --cpu-prof (profiles in DIR) and print where
                     their time went during the measured windows; figures are then not judged
   --keep            keep the temporary data directory
+  --no-fast-lane    run keysmith with KEYSMITH_FAST_VERIFY=0: every verify call through the
+                    Fastify route instead of the fast lane in front of it
 `;
 
 class UsageError extends Error {}
@@ -105,6 +108,7 @@ function parseOptions(argv: string[]): Options {
         json: { type: 'boolean', default: false },
         'cpu-prof': { type: 'string' },
         keep: { type: 'boolean', default: false },
+        'no-fast-lane': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -138,6 +142,7 @@ function parseOptions(argv: string[]): Options {
     json: values.json,
     cpuProf: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     keep: values.keep,
+    fastLane: !values['no-fast-lane'],
   };
   if (options.revoked >= options.keys) throw new UsageError('--revoked must be smaller than --keys');
   return options;
@@ -384,11 +389,11 @@ async function main(): Promise<number> {
     mkdirSync(join(profileDir, name), { recursive: true });
     return ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)];
   };
-  log(`starting keysmith serve and the baseline (${pinning.description}) …`);
+  log(`starting keysmith serve${options.fastLane ? '' : ' without the verify fast lane'} and the baseline (${pinning.description}) …`);
   const server = startProcess(
     process.execPath,
     [...profiling('keysmith'), cli, 'serve', '--data', dataDir, '--addr', '127.0.0.1:0', '--log-level', 'silent', '--json'],
-    { cwd: ROOT, env: childEnv(), cpu: pinning.server, label: 'keysmith serve' },
+    { cwd: ROOT, env: { ...childEnv(), ...(options.fastLane ? {} : { KEYSMITH_FAST_VERIFY: '0' }) }, cpu: pinning.server, label: 'keysmith serve' },
   );
   const { url: serverUrl } = await waitForListening(server, 'keysmith serve');
   const rootToken = readFileSync(join(dataDir, 'root-token'), 'utf8').trim();
@@ -494,6 +499,7 @@ async function main(): Promise<number> {
       warmupS: options.warmupS,
       rounds: options.rounds,
       tool: options.tool,
+      fastLane: options.fastLane,
       latencyCorrectedForCoordinatedOmission: options.tool === 'wrk',
       pinning: pinning.description,
       cpus: availableParallelism(),
@@ -545,6 +551,11 @@ function formatReport(
   out.push(
     `load: ${options.tool} in its own process, ${options.connections} connections, ${options.warmupS} s warm-up then ${options.durationS} s measured per target` +
       `${options.rounds > 1 ? ` × ${options.rounds} rounds (medians judged)` : ''}; ${pinning.description}`,
+  );
+  out.push(
+    options.fastLane
+      ? 'keysmith: verify calls answered by the fast lane in front of Fastify where they qualify (src/server/fast-verify.ts)'
+      : 'keysmith: --no-fast-lane, every verify call through the Fastify route',
   );
   out.push(
     options.tool === 'wrk'

@@ -45,6 +45,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       random: services.random,
       metrics: createMetrics(),
       trustProxy: config.trustProxy,
+      fastVerify: config.fastVerify,
       isReady: () => ready,
       ...(options.version ? { version: options.version } : {}),
       logger:

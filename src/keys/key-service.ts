@@ -148,7 +148,7 @@ export class KeyService {
 
   constructor(deps: KeyServiceDeps) {
     this.#deps = deps;
-    this.usage = new UsageRecorder(deps.db);
+    this.usage = new UsageRecorder(deps.db, deps.dialect);
     this.verifier = new KeyVerifier(
       { db: deps.db, clock: deps.clock, hasher: deps.hasher, usage: this.usage },
       { cacheTtlMs: deps.config.cacheTtlMs, cacheMaxEntries: deps.config.cacheMaxEntries },

@@ -2,9 +2,14 @@
  * Usage is counted in memory on the verify path and flushed to the database in batches
  * (per key, per minute, per outcome), so verification never writes in the request path.
  * A failed flush puts its counts back; `stop()` flushes what is pending on a clean shutdown.
+ *
+ * On SQLite a flush is one transaction: every statement runs on the main thread, and each
+ * commit waits for an fsync (synchronous=FULL), so a commit per statement would stall
+ * verification dozens of times per flush. The small statements still yield to the event loop
+ * between them; cached verifications never wait for the database.
  */
 import { sql, type Kysely } from 'kysely';
-import type { Database } from '../store/index.js';
+import type { Database, Dialect } from '../store/index.js';
 import { VERIFY_CODES, type UsageSink, type VerifyCode } from './verifier.js';
 
 interface LastUse {
@@ -41,18 +46,28 @@ interface UsageRow {
   count: number;
 }
 
+/** A key's pending counts by minute, with the minute last counted at hand: nearly every call counts in it. */
+interface KeyMinutes {
+  lastMinute: number;
+  last: Uint32Array;
+  readonly byMinute: Map<number, Uint32Array>;
+}
+
 export class UsageRecorder implements UsageSink {
   readonly #db: Kysely<Database>;
   /** keyId → minute start (ms) → counts by outcome index. No strings built per call. */
-  #counts = new Map<string, Map<number, Uint32Array>>();
+  #counts = new Map<string, KeyMinutes>();
   #lastUse = new Map<string, LastUse>();
   /** When each key's last use was last written; a key is written at most once a minute. */
   readonly #lastWritten = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
 
-  constructor(db: Kysely<Database>) {
+  readonly #oneTransaction: boolean;
+
+  constructor(db: Kysely<Database>, dialect: Dialect) {
     this.#db = db;
+    this.#oneTransaction = dialect === 'sqlite';
   }
 
   record(keyId: string, outcome: VerifyCode, at: number, ip: string | undefined, userAgent: string | undefined): void {
@@ -67,21 +82,28 @@ export class UsageRecorder implements UsageSink {
       this.#lastUse.set(keyId, { at, ip: ip ?? null, userAgent: userAgent ?? null });
     } else if (at >= last.at) {
       last.at = at;
-      last.ip = ip ?? null;
-      last.userAgent = userAgent ?? null;
+      // Equal text is left as it is: a gateway sends the same address and user agent again and
+      // again, and a long-lived entry pointing at each new string costs the young-generation GC.
+      if (last.ip !== (ip ?? null)) last.ip = ip ?? null;
+      if (last.userAgent !== (userAgent ?? null)) last.userAgent = userAgent ?? null;
     }
   }
 
   #add(keyId: string, minute: number, outcomeIndex: number, count: number): void {
-    let minutes = this.#counts.get(keyId);
-    if (minutes === undefined) {
-      minutes = new Map();
-      this.#counts.set(keyId, minutes);
+    const minutes = this.#counts.get(keyId);
+    if (minutes !== undefined && minutes.lastMinute === minute) {
+      minutes.last[outcomeIndex]! += count;
+      return;
     }
-    let counts = minutes.get(minute);
+    let counts = minutes?.byMinute.get(minute);
     if (counts === undefined) {
       counts = new Uint32Array(OUTCOMES.length);
-      minutes.set(minute, counts);
+      if (minutes === undefined) this.#counts.set(keyId, { lastMinute: minute, last: counts, byMinute: new Map([[minute, counts]]) });
+      else minutes.byMinute.set(minute, counts);
+    }
+    if (minutes !== undefined) {
+      minutes.lastMinute = minute;
+      minutes.last = counts;
     }
     counts[outcomeIndex]! += count;
   }
@@ -119,7 +141,7 @@ export class UsageRecorder implements UsageSink {
   async #write(force: boolean): Promise<void> {
     const rows: UsageRow[] = [];
     for (const [keyId, minutes] of this.#counts) {
-      for (const [minute, counts] of minutes) {
+      for (const [minute, counts] of minutes.byMinute) {
         const minuteIso = new Date(minute).toISOString();
         counts.forEach((count, i) => {
           if (count > 0) rows.push({ key_id: keyId, minute: minuteIso, outcome: OUTCOMES[i]!, count });
@@ -135,51 +157,28 @@ export class UsageRecorder implements UsageSink {
     }
     this.#counts = new Map();
     this.#lastUse = later;
+    const allRows = [...rows];
+    const allUses = [...uses];
     try {
-      // Many rows per statement, and a turn of the event loop between statements: with SQLite
-      // every statement runs on the main thread, and one long flush would stall verification.
-      while (rows.length > 0) {
-        const chunk = rows.slice(0, BATCH);
-        await this.#db
-          .insertInto('key_usage')
-          .values(chunk)
-          .onConflict((oc) => oc.columns(['key_id', 'minute', 'outcome']).doUpdateSet({ count: sql<number>`key_usage.count + excluded.count` }))
-          .execute();
-        rows.splice(0, chunk.length);
-        await yieldToEventLoop();
-      }
-      while (uses.length > 0) {
-        const chunk = uses.slice(0, BATCH);
-        await this.#db
-          .insertInto('key_last_use')
-          .values(
-            chunk.map(([keyId, use]) => ({
-              key_id: keyId,
-              used_at: new Date(use.at).toISOString(),
-              ip: use.ip,
-              user_agent: use.userAgent?.slice(0, 200) ?? null,
-            })),
-          )
-          .onConflict((oc) =>
-            oc
-              .column('key_id')
-              .doUpdateSet({ used_at: sql<string>`excluded.used_at`, ip: sql<string>`excluded.ip`, user_agent: sql<string>`excluded.user_agent` })
-              .where('key_last_use.used_at', '<', sql<string>`excluded.used_at`),
-          )
-          .execute();
-        for (const [keyId, use] of chunk) this.#lastWritten.set(keyId, use.at);
-        uses.splice(0, chunk.length);
-        await yieldToEventLoop();
-      }
+      if (this.#oneTransaction) await this.#db.transaction().execute((trx) => writeBatches(trx, rows, uses));
+      else await writeBatches(this.#db, rows, uses);
     } catch (error) {
-      // Put back what was not written so a later flush writes it.
-      for (const row of rows) this.#add(row.key_id, Date.parse(row.minute), OUTCOME_INDEX[row.outcome as VerifyCode], row.count);
-      for (const [keyId, use] of uses) {
+      // Put back what was not written (all of it when the transaction rolled back) so a later flush writes it.
+      const lostRows = this.#oneTransaction ? allRows : rows;
+      const lostUses = this.#oneTransaction ? allUses : uses;
+      if (!this.#oneTransaction) this.#noteWritten(allUses.slice(0, allUses.length - uses.length));
+      for (const row of lostRows) this.#add(row.key_id, Date.parse(row.minute), OUTCOME_INDEX[row.outcome as VerifyCode], row.count);
+      for (const [keyId, use] of lostUses) {
         const newer = this.#lastUse.get(keyId);
         if (!newer || newer.at < use.at) this.#lastUse.set(keyId, use);
       }
       throw error;
     }
+    this.#noteWritten(allUses);
+  }
+
+  #noteWritten(uses: ReadonlyArray<[string, LastUse]>): void {
+    for (const [keyId, use] of uses) this.#lastWritten.set(keyId, use.at);
   }
 
   /** Reads usage since a time, after flushing what this server holds. */
@@ -213,6 +212,45 @@ export class UsageRecorder implements UsageSink {
       totals,
       minutes: [...minutes].map(([minute, value]) => ({ minute, counts: value.counts, total: value.total })),
     };
+  }
+}
+
+/**
+ * Writes rows and last uses in small statements, a turn of the event loop between them,
+ * removing from both arrays what has been written.
+ */
+async function writeBatches(db: Kysely<Database>, rows: UsageRow[], uses: Array<[string, LastUse]>): Promise<void> {
+  while (rows.length > 0) {
+    const chunk = rows.slice(0, BATCH);
+    await db
+      .insertInto('key_usage')
+      .values(chunk)
+      .onConflict((oc) => oc.columns(['key_id', 'minute', 'outcome']).doUpdateSet({ count: sql<number>`key_usage.count + excluded.count` }))
+      .execute();
+    rows.splice(0, chunk.length);
+    await yieldToEventLoop();
+  }
+  while (uses.length > 0) {
+    const chunk = uses.slice(0, BATCH);
+    await db
+      .insertInto('key_last_use')
+      .values(
+        chunk.map(([keyId, use]) => ({
+          key_id: keyId,
+          used_at: new Date(use.at).toISOString(),
+          ip: use.ip,
+          user_agent: use.userAgent?.slice(0, 200) ?? null,
+        })),
+      )
+      .onConflict((oc) =>
+        oc
+          .column('key_id')
+          .doUpdateSet({ used_at: sql<string>`excluded.used_at`, ip: sql<string>`excluded.ip`, user_agent: sql<string>`excluded.user_agent` })
+          .where('key_last_use.used_at', '<', sql<string>`excluded.used_at`),
+      )
+      .execute();
+    uses.splice(0, chunk.length);
+    await yieldToEventLoop();
   }
 }
 

@@ -11,14 +11,17 @@ import type { KekService, SecretService } from '../secrets/index.js';
 import type { Store } from '../store/index.js';
 import { requestIdGenerator, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
+import { VerifyKeyBody, type VerifyKeyBodyWire } from '../contract/index.js';
 import { createAuthGuard } from './plugins/auth.js';
-import { createMetrics, registerMetrics, type ServerMetrics } from './plugins/metrics.js';
+import { createMetrics, httpRequestCounter, registerMetrics, type ServerMetrics } from './plugins/metrics.js';
+import { createFastVerifyLane, fastLaneServerFactory, type FastVerifyLane } from './fast-verify.js';
 import { registerProblemHandling } from './plugins/problem.js';
 import type { RouteDeps } from './route-deps.js';
 import { createKeyRoute } from './routes/keys/create.js';
 import { listKeysRoute } from './routes/keys/list.js';
 import { getKeyRoute } from './routes/keys/get.js';
 import { verifyKeyRoute } from './routes/keys/verify.js';
+import { createVerifyAnswerer, VERIFY_PATH } from './routes/keys/verify-answer.js';
 import { rotateKeyRoute } from './routes/keys/rotate.js';
 import { revokeKeyRoute } from './routes/keys/revoke.js';
 import { keyStateRoutes } from './routes/keys/state.js';
@@ -62,21 +65,31 @@ export interface ServerDeps {
   readonly trustProxy?: boolean;
   readonly isReady?: () => boolean;
   readonly version?: string;
+  /**
+   * Answer `POST /v1/keys/verify` in the fast lane in front of Fastify (src/server/fast-verify.ts)
+   * when listening; default true. Off behind a trusted proxy, whose client address the lane
+   * does not resolve. `inject()` never goes through it.
+   */
+  readonly fastVerify?: boolean;
 }
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const metrics = deps.metrics ?? createMetrics({ defaultMetrics: false });
+  const requestId = requestIdGenerator(deps.random);
+  const fastVerify = (deps.fastVerify ?? true) && deps.trustProxy !== true;
+  let lane: FastVerifyLane | undefined;
   const app = Fastify({
     logger: deps.logger ?? false,
     // Per-request lines are off: state changes are in the audit log, traffic in /metrics.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     trustProxy: deps.trustProxy ?? false,
-    genReqId: requestIdGenerator(deps.random),
+    genReqId: requestId,
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 600 },
     rewriteUrl: (req) => rewriteSecretActionUrl(req.url ?? '/'),
+    ...(fastVerify ? { serverFactory: fastLaneServerFactory(() => lane) } : {}),
   });
   // Declared up front so every request object keeps one shape (V8 hidden classes) on the hot path.
   app.decorateRequest('principal', undefined);
@@ -85,8 +98,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   // JSON only: any other content type is a 415, not a string for the schema to puzzle over.
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, app.getDefaultJsonParser('error', 'error'));
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, jsonParser);
 
   await app.register(swagger, {
     openapi: {
@@ -109,6 +123,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     clock: deps.clock,
     metrics,
     guard: createAuthGuard({ keys: deps.keys, store: deps.store, clock: deps.clock }),
+    answerVerify: createVerifyAnswerer({ keys: deps.keys, metrics }),
     isReady: deps.isReady ?? (() => true),
   };
   registerProblemHandling(app, registerMetrics(app, metrics));
@@ -133,6 +148,29 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     register(app, routeDeps);
   }
   app.get('/openapi.json', { schema: { hide: true } }, async () => publicOpenApi(app.swagger()));
+  if (fastVerify) {
+    // The route's own parser, validator, answer and ids; see fast-verify.ts.
+    const validBody = strict.compile<VerifyKeyBodyWire>(VerifyKeyBody);
+    lane = createFastVerifyLane({
+      keys: deps.keys,
+      answer: routeDeps.answerVerify,
+      parseJson: (text) => {
+        let value: unknown;
+        jsonParser(undefined as never, text, (error, body) => {
+          value = error ? undefined : body;
+        });
+        return value;
+      },
+      validBody: (body): body is VerifyKeyBodyWire => validBody(body),
+      requestId,
+      counted: httpRequestCounter(metrics, 'POST', VERIFY_PATH, 200),
+    });
+    // Fastify answers 503 from the moment it starts closing; so must every request.
+    app.addHook('preClose', (done) => {
+      lane?.close();
+      done();
+    });
+  }
   await app.ready();
   return app;
 }

@@ -6,6 +6,7 @@ import type { KeyService } from '../keys/index.js';
 import type { Store } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import type { ServerMetrics } from './plugins/metrics.js';
+import type { VerifyAnswerer } from './routes/keys/verify-answer.js';
 
 export interface RouteDeps {
   readonly keys: KeyService;
@@ -15,6 +16,8 @@ export interface RouteDeps {
   readonly clock: Clock;
   readonly metrics: ServerMetrics;
   readonly guard: (requirement: ScopeRequirement) => onRequestHookHandler;
+  /** The verify answer, shared by the route and the fast lane. */
+  readonly answerVerify: VerifyAnswerer;
   /** Whether the server accepts traffic (false while draining). */
   readonly isReady: () => boolean;
 }

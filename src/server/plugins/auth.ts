@@ -46,69 +46,102 @@ export function actorContext(request: FastifyRequest): ActorContext {
   return { actor: request.principal?.id ?? 'anonymous', requestId: request.id, sourceIp: request.ip };
 }
 
-/**
- * Builds an onRequest hook that authenticates the caller and requires one scope, before any
- * body is read. It is callback-style and stays synchronous when the token's row is cached:
- * it runs on every gateway call, so it must cost next to nothing.
- */
+/** Why a call may not go on, and the audit event that says so. */
+export interface AccessDenial {
+  readonly error: AppError;
+  readonly action: 'auth.failed' | 'auth.denied';
+  readonly data: Record<string, unknown>;
+  readonly target: string | null;
+  /** Set when the token authenticated but lacks the scope: the audit event names it as actor. */
+  readonly principal?: Principal;
+}
+
 /**
  * What a route requires: one scope; a scope that depends on the request (a secret's path), worked
  * out once the caller is known; or `{ anyOf }`, any scope of a family (listing filters by path).
  */
 export type ScopeRequirement = string | ((request: FastifyRequest) => string) | { readonly anyOf: string };
 
+/** A requirement for one request: a function is called only after authentication succeeds. */
+type RequiredScope = string | (() => string) | { readonly anyOf: string };
+
 function allows(granted: readonly string[], required: string | { readonly anyOf: string }): boolean {
   if (typeof required === 'string') return hasScope(granted, required);
   return granted.some((scope) => scope === required.anyOf || scope.startsWith(`${required.anyOf}:`) || hasScope([scope], required.anyOf));
 }
 
+export type AccessDecision = { readonly ok: true; readonly principal: Principal } | ({ readonly ok: false } & AccessDenial);
+
+/**
+ * Whether an `Authorization` header grants a scope from this address. Synchronous when the
+ * token's row is cached. The Fastify guard and the verify fast lane both decide through it.
+ * A scope worked out from the request may throw (a malformed secret path): that error is the
+ * answer, after authentication and without an audit event.
+ */
+export function checkAccess(keys: KeyService, header: string | undefined, ip: string | undefined, scope: RequiredScope): AccessDecision | Promise<AccessDecision> {
+  // The scheme is case-insensitive (RFC 9110 §11.1).
+  const token = typeof header === 'string' ? bearerToken(header) : undefined;
+  if (!token) {
+    return { ok: false, error: new AppError('ERR_UNAUTHENTICATED', FAILURE_MESSAGES.missing), action: 'auth.failed', data: { reason: 'missing' }, target: null };
+  }
+  const result = keys.authenticate(token, ip);
+  return result instanceof Promise ? result.then((settled) => decideAccess(token, settled, scope)) : decideAccess(token, result, scope);
+}
+
+function decideAccess(token: string, result: AuthResult, requirement: RequiredScope): AccessDecision {
+  if (!result.ok) {
+    // Name the key only if the token parsed, never the token itself.
+    const keyId = result.keyId ?? parseKey(token)?.keyId ?? null;
+    const error = new AppError(result.reason === 'SERVICE_KEY' ? 'ERR_FORBIDDEN' : 'ERR_UNAUTHENTICATED', FAILURE_MESSAGES[result.reason]);
+    return { ok: false, error, action: 'auth.failed', data: { reason: result.reason.toLowerCase() }, target: keyId };
+  }
+  const scope = typeof requirement === 'function' ? requirement() : requirement;
+  if (!allows(result.principal.scopes, scope)) {
+    const name = typeof scope === 'string' ? scope : `${scope.anyOf}[:…]`;
+    const error = new AppError('ERR_FORBIDDEN', `this token lacks the scope "${name}"`);
+    return { ok: false, error, action: 'auth.denied', data: { requiredScope: name }, target: null, principal: result.principal };
+  }
+  return { ok: true, principal: result.principal };
+}
+
+/**
+ * Builds an onRequest hook that authenticates the caller and requires a scope, before any
+ * body is read. It is callback-style and stays synchronous when the token's row is cached:
+ * it runs on every gateway call, so it must cost next to nothing.
+ */
 export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement) => onRequestHookHandler {
-  const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, error: AppError, action: string, data: Record<string, unknown>, target: string | null) => {
+  const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, denial: AccessDenial) => {
+    if (denial.principal) request.principal = denial.principal;
     recordAuditEvent(
       deps.store.db,
       actorContext(request),
-      { action, target, data: { ...data, method: request.method, route: request.routeOptions.url ?? null } },
+      { action: denial.action, target: denial.target, data: { ...denial.data, method: request.method, route: request.routeOptions.url ?? null } },
       new Date(deps.clock.now()).toISOString(),
     ).then(
-      () => done(error),
+      () => done(denial.error),
       (auditError: unknown) => done(auditError instanceof Error ? auditError : new Error(String(auditError))),
     );
   };
   return (requirement: ScopeRequirement) =>
     function authGuard(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
       reply.header('x-request-id', request.id);
-      const header = request.headers.authorization;
-      // The scheme is case-insensitive (RFC 9110 §11.1).
-      const token = typeof header === 'string' ? bearerToken(header) : undefined;
-      if (!token) {
-        deny(request, done, new AppError('ERR_UNAUTHENTICATED', FAILURE_MESSAGES.missing), 'auth.failed', { reason: 'missing' }, null);
-        return;
-      }
-      const decide = (result: AuthResult): void => {
-        if (!result.ok) {
-          // Name the key only if the token parsed, never the token itself.
-          const keyId = result.keyId ?? parseKey(token)?.keyId ?? null;
-          const error = new AppError(result.reason === 'SERVICE_KEY' ? 'ERR_FORBIDDEN' : 'ERR_UNAUTHENTICATED', FAILURE_MESSAGES[result.reason]);
-          deny(request, done, error, 'auth.failed', { reason: result.reason.toLowerCase() }, keyId);
+      const decide = (decision: AccessDecision): void => {
+        if (!decision.ok) {
+          deny(request, done, decision);
           return;
         }
-        request.principal = result.principal;
-        let scope: string | { readonly anyOf: string };
-        try {
-          scope = typeof requirement === 'function' ? requirement(request) : requirement;
-        } catch (error) {
-          done(error instanceof Error ? error : new Error(String(error)));
-          return;
-        }
-        if (!allows(result.principal.scopes, scope)) {
-          const name = typeof scope === 'string' ? scope : `${scope.anyOf}[:…]`;
-          deny(request, done, new AppError('ERR_FORBIDDEN', `this token lacks the scope "${name}"`), 'auth.denied', { requiredScope: name }, null);
-          return;
-        }
+        request.principal = decision.principal;
         done();
       };
-      const result = deps.keys.authenticate(token, request.ip);
-      if (result instanceof Promise) result.then(decide, (error: unknown) => done(error instanceof Error ? error : new Error(String(error))));
-      else decide(result);
+      const fail = (error: unknown) => done(error instanceof Error ? error : new Error(String(error)));
+      let decision: AccessDecision | Promise<AccessDecision>;
+      try {
+        decision = checkAccess(deps.keys, request.headers.authorization, request.ip, typeof requirement === 'function' ? () => requirement(request) : requirement);
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      if (decision instanceof Promise) decision.then(decide, fail);
+      else decide(decision);
     };
 }

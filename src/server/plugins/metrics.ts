@@ -115,6 +115,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
   };
 }
 
+/** The request counter for one method, route pattern and status; keep it and call `inc()`. */
+export function httpRequestCounter(metrics: ServerMetrics, method: string, route: string, status: number): { inc(): void } {
+  return metrics.httpRequests.child({ method, route, status });
+}
+
 /**
  * Counts HTTP requests by method, route pattern and status without an onResponse hook (which
  * costs each request an event listener): route handlers are wrapped to count what they answer,
@@ -139,7 +144,7 @@ export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): (
     }
     let child = byStatus.get(status);
     if (!child) {
-      child = metrics.httpRequests.child({ method: request.method, route, status });
+      child = httpRequestCounter(metrics, request.method, route, status);
       byStatus.set(status, child);
     }
     child.inc();

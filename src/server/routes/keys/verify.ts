@@ -1,37 +1,25 @@
-/** The hot path: answers 200 with an outcome code; an invalid key is a value, not an error. */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+/**
+ * The hot path: answers 200 with an outcome code; an invalid key is a value, not an error.
+ * A listening server answers most calls in the fast lane in front of Fastify
+ * (../../fast-verify.ts); this route answers the rest, and every call made with `inject()`.
+ */
+import type { FastifyInstance } from 'fastify';
 import { Problem, VerifyKeyBody, VerifyResultSchema, type VerifyKeyBodyWire } from '../../../contract/index.js';
-import type { VerifyOutcome } from '../../../keys/index.js';
 import type { RouteDeps } from '../../route-deps.js';
+import { replayBody } from '../../fast-verify.js';
 import { errorResponses } from '../responses.js';
+import { VERIFY_PATH, VERIFY_SCOPE } from './verify-answer.js';
+
+const JSON_TYPE = 'application/json; charset=utf-8';
 
 export function verifyKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
-  const { verifications, verifyDuration } = deps.metrics;
-  const counters = new Map<string, { inc(): void }>();
-  const counterFor = (code: string) => {
-    let counter = counters.get(code);
-    if (!counter) {
-      counter = verifications.child({ outcome: code });
-      counters.set(code, counter);
-    }
-    return counter;
-  };
-  // Most outcomes are frozen objects shared per cached row (see the verifier), so their JSON,
-  // made by this route's own response serializer, is kept beside them and sent as is.
-  const serialized = new WeakMap<VerifyOutcome, string>();
-  const send = (reply: FastifyReply, outcome: VerifyOutcome): FastifyReply => {
-    if (!Object.isFrozen(outcome)) return reply.send(outcome);
-    let json = serialized.get(outcome);
-    if (json === undefined) {
-      json = String(reply.serialize(outcome));
-      serialized.set(outcome, json);
-    }
-    return reply.header('content-type', 'application/json; charset=utf-8').send(json);
-  };
+  const answer = deps.answerVerify;
   app.post<{ Body: VerifyKeyBodyWire }>(
-    '/v1/keys/verify',
+    VERIFY_PATH,
     {
-      onRequest: deps.guard('keys:verify'),
+      onRequest: deps.guard(VERIFY_SCOPE),
+      // A request the fast lane read but would not answer comes here with its body replayed.
+      preParsing: replayBody,
       schema: {
         tags: ['keys'],
         summary: 'Verify a presented key: 200 with valid and an outcome code',
@@ -41,21 +29,9 @@ export function verifyKeyRoute(app: FastifyInstance, deps: RouteDeps): void {
     },
     // Not async: a cached key is verified synchronously, without a promise per request.
     (request, reply) => {
-      const started = performance.now();
-      const body = request.body;
-      const result = deps.keys.verify({
-        key: body.key,
-        scopes: body.scopes,
-        ip: body.ip ?? request.ip,
-        userAgent: body.userAgent ?? request.headers['user-agent'],
-      });
-      const finish = (outcome: VerifyOutcome): FastifyReply => {
-        verifyDuration.observe((performance.now() - started) / 1000);
-        counterFor(outcome.code).inc();
-        return send(reply, outcome);
-      };
-      if (result instanceof Promise) return result.then(finish);
-      return finish(result);
+      const result = answer(request.body, request.ip, request.headers['user-agent']);
+      if (result instanceof Promise) return result.then((json) => reply.header('content-type', JSON_TYPE).send(json));
+      return reply.header('content-type', JSON_TYPE).send(result);
     },
   );
 }
