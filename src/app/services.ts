@@ -64,7 +64,8 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     random,
     kek,
     digestKey: deriveSecret(masterKey, 'secret-digest:v1'),
-    config: options.secretPolicy ?? {},
+    // The local provider's master key is in this process: caching opened values exposes nothing new.
+    config: { cacheOpenedValues: kekProvider.id === 'local', ...options.secretPolicy },
   });
   try {
     if (options.migrate !== false) await kek.initialise();

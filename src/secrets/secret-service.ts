@@ -35,6 +35,12 @@ export interface SecretPolicyConfig {
   readonly changePollMs: number;
   readonly readFlushMs: number;
   readonly purgeEveryMs: number;
+  /**
+   * Keep opened values (and their serialised answers) in the read cache. Worth it only where the
+   * process can open every value anyway (the local KEK provider, whose master key is in memory);
+   * with an HSM, values stay sealed in memory and each read unwraps its data key in the token.
+   */
+  readonly cacheOpenedValues: boolean;
 }
 
 export const DEFAULT_SECRET_POLICY: SecretPolicyConfig = {
@@ -48,6 +54,7 @@ export const DEFAULT_SECRET_POLICY: SecretPolicyConfig = {
   changePollMs: 1_000,
   readFlushMs: 5_000,
   purgeEveryMs: 60_000,
+  cacheOpenedValues: false,
 };
 
 export interface SecretServiceDeps {
@@ -141,10 +148,18 @@ export interface ListSecretsInput {
 
 type VersionRow = SecretVersionsTable;
 
+interface OpenedVersion {
+  readonly result: SecretReadResult;
+  /** The answer as sent: built once per version while the entry lives. */
+  readonly json: string;
+}
+
 interface CachedSecret {
   readonly row: SecretsTable;
   readonly stages: Map<string, number>;
   readonly versions: Map<number, VersionRow>;
+  /** Only with `cacheOpenedValues`. */
+  readonly opened: Map<number, OpenedVersion>;
   readonly loadedAt: number;
 }
 
@@ -379,20 +394,55 @@ export class SecretService {
   /** A value by stage (default `current`) or version; counted for `readers`. */
   async read(ctx: ActorContext, rawPath: string, selector: ReadSelector = {}): Promise<SecretReadResult> {
     const path = assertSecretPath(rawPath);
+    return (await this.#open(ctx, path, selector, this.#deps.clock.now())).result;
+  }
+
+  /**
+   * `read`, serialised as the HTTP answer. Synchronous when the answer is cached (the common
+   * case for an application reading its credentials), a promise otherwise.
+   */
+  readJson(ctx: ActorContext, rawPath: string, selector: ReadSelector = {}): string | Promise<string> {
+    const path = assertSecretPath(rawPath);
     const nowMs = this.#deps.clock.now();
+    const hit = this.#byPath.get(path);
+    if (hit !== undefined && nowMs - hit.loadedAt < this.#config.cacheTtlMs) {
+      const version = resolveVersion(hit, path, selector);
+      const opened = hit.opened.get(version);
+      if (opened !== undefined) {
+        this.reads.record(hit.row.id, version, ctx.actor, nowMs);
+        return opened.json;
+      }
+    }
+    return this.#open(ctx, path, selector, nowMs).then((opened) => opened.json);
+  }
+
+  async #open(ctx: ActorContext, path: string, selector: ReadSelector, nowMs: number): Promise<OpenedVersion> {
     const secret = await this.#cached(path, nowMs);
     const version = resolveVersion(secret, path, selector);
-    let row = secret.versions.get(version);
-    if (row === undefined) {
-      const generation = this.#generation;
-      row = await this.#deps.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', secret.row.id).where('version', '=', version).executeTakeFirst();
-      if (row === undefined) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${version}`);
-      if (generation === this.#generation) secret.versions.set(version, row);
+    let opened = secret.opened.get(version);
+    if (opened === undefined) {
+      let row = secret.versions.get(version);
+      if (row === undefined) {
+        const generation = this.#generation;
+        row = await this.#deps.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', secret.row.id).where('version', '=', version).executeTakeFirst();
+        if (row === undefined) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${version}`);
+        if (generation === this.#generation) secret.versions.set(version, row);
+      }
+      if (row.destroyed_at !== null || row.sealed === null) throw destroyedError(path, version);
+      const bytes = await openEnvelope(this.#deps.kek.provider, envelopeOf(row), valueAad(row.secret_id, version, row.value_type));
+      const result: SecretReadResult = {
+        id: secret.row.id,
+        path,
+        version,
+        stages: stageNames(secret.stages, version),
+        value: decodeValue(row.value_type as ValueType, bytes),
+        createdAt: row.created_at,
+      };
+      opened = { result, json: JSON.stringify(result) };
+      if (this.#config.cacheOpenedValues) secret.opened.set(version, opened);
     }
-    if (row.destroyed_at !== null || row.sealed === null) throw destroyedError(path, version);
-    const bytes = await openEnvelope(this.#deps.kek.provider, envelopeOf(row), valueAad(row.secret_id, version, row.value_type));
     this.reads.record(secret.row.id, version, ctx.actor, nowMs);
-    return { id: secret.row.id, path, version, stages: stageNames(secret.stages, version), value: decodeValue(row.value_type as ValueType, bytes), createdAt: row.created_at };
+    return opened;
   }
 
   async versions(rawPath: string): Promise<{ secret: SecretMetadata; versions: SecretVersionInfo[] }> {
@@ -604,7 +654,7 @@ export class SecretService {
       if (row.deletion_date !== null && row.deletion_date <= new Date(nowMs).toISOString()) throw notFound(path);
       throw scheduledForDeletion(row);
     }
-    return { row, stages: await stagesOf(this.#deps.db, row.id), versions: new Map(), loadedAt: nowMs };
+    return { row, stages: await stagesOf(this.#deps.db, row.id), versions: new Map(), opened: new Map(), loadedAt: nowMs };
   }
 
   #invalidate(secretId: string): void {

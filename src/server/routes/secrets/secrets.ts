@@ -85,7 +85,12 @@ export function secretRoutes(app: FastifyInstance, deps: RouteDeps): void {
         response: { 200: SecretValueSchema, ...errorResponses(Problem) },
       }),
     },
-    async (request) => secrets.read(actorContext(request), pathOf(request), request.query),
+    // The answer comes serialised from the vault (cached per version), so it is sent as is.
+    (request, reply) => {
+      reply.header('content-type', 'application/json; charset=utf-8');
+      const json = secrets.readJson(actorContext(request), pathOf(request), request.query);
+      return typeof json === 'string' ? reply.send(json) : json.then((text) => reply.send(text));
+    },
   );
 
   app.delete<PathParams & { Querystring: { recoveryWindow?: string } }>(
