@@ -1,6 +1,8 @@
--- wrk script for bench/load.ts (--tool wrk): rotates through a pool of JSON bodies, one per
--- line in the file given after `--`, and prints a one-line JSON summary prefixed WRK_JSON.
--- Method and headers come from the command line (-H); the request strings are built once.
+-- wrk script for bench/load.ts (--tool wrk) and bench/secrets.ts: rotates through a pool of
+-- requests, one per line in the file given after `--`, and prints a one-line JSON summary
+-- prefixed WRK_JSON. A line starting with "/" is a GET of that path; any other line is a JSON
+-- body POSTed to the URL's path. Headers come from the command line (-H); the request strings
+-- are built once.
 
 wrk.method = "POST"
 
@@ -10,12 +12,14 @@ local index = 0
 function init(args)
   local file = assert(io.open(args[1], "r"), "cannot open bodies file " .. tostring(args[1]))
   for line in file:lines() do
-    if #line > 0 then
+    if line:sub(1, 1) == "/" then
+      requests[#requests + 1] = wrk.format("GET", line)
+    elseif #line > 0 then
       requests[#requests + 1] = wrk.format(nil, nil, nil, line)
     end
   end
   file:close()
-  assert(#requests > 0, "no bodies in " .. args[1])
+  assert(#requests > 0, "no requests in " .. args[1])
 end
 
 function request()

@@ -6,7 +6,7 @@
  *    (`node dist/cli/main.js serve`), issues a token with only `secrets:read`, and checks a
  *    sample of answers (else it aborts).
  * 2. Starts bench/baseline-server.mjs, the bare Fastify route of the verify benchmark.
- * 3. For each round, drives each target with wrk (bench/paths.lua) at --connections: a warm-up,
+ * 3. For each round, drives each target with wrk (bench/load.lua) at --connections: a warm-up,
  *    then --duration seconds measured. The vault target rotates through GET /v1/secrets/{path}
  *    of every seeded secret; the baseline gets POST /v1/keys/verify with a small JSON body.
  *    Medians over rounds; PASS when reads reach at least 0.75 of the baseline without errors.
@@ -72,7 +72,7 @@ interface Phase {
 
 async function runWrk(url: string, requestsFile: string, headers: Record<string, string>, durationS: number, cpu: number | undefined): Promise<Phase> {
   const header = Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
-  const child = startProcess('wrk', ['-t1', `-c${opts.connections}`, `-d${durationS}s`, '--latency', ...header, '-s', join(ROOT, 'bench', 'paths.lua'), url, '--', requestsFile], {
+  const child = startProcess('wrk', ['-t1', `-c${opts.connections}`, `-d${durationS}s`, '--latency', ...header, '-s', join(ROOT, 'bench', 'load.lua'), url, '--', requestsFile], {
     cwd: ROOT,
     cpu,
     label: 'wrk',
@@ -134,7 +134,8 @@ async function benchReads(pinning: { server?: number; load?: number }): Promise<
   try {
     const issued = await postJson(`${serverUrl}/v1/tokens`, { scopes: ['secrets:read'], purpose: 'bench reader' }, { authorization: `Bearer ${rootToken}` });
     if (issued.status !== 201) throw new Error(`POST /v1/tokens answered ${issued.status}`);
-    const headers = { authorization: `Bearer ${(issued.json as { key: string }).key}` };
+    // The same headers for both targets; the baseline's POST needs the JSON content type.
+    const headers = { authorization: `Bearer ${(issued.json as { key: string }).key}`, 'content-type': 'application/json' };
     const paths = Array.from({ length: opts.secrets }, (_, i) => `/v1/secrets/bench/team-${i % 16}/secret-${i}`);
     for (const i of [0, Math.floor(opts.secrets / 2), opts.secrets - 1]) {
       const res = await fetch(`${serverUrl}${paths[i]}`, { headers });
@@ -146,7 +147,7 @@ async function benchReads(pinning: { server?: number; load?: number }): Promise<
     const vaultFile = join(dataDir, 'vault-requests.txt');
     writeFileSync(vaultFile, `${paths.join('\n')}\n`);
     const baselineFile = join(dataDir, 'baseline-requests.txt');
-    writeFileSync(baselineFile, `POST /v1/keys/verify ${JSON.stringify({ key: 'ks_live_0000000000000000000000_bench' })}\n`);
+    writeFileSync(baselineFile, `${JSON.stringify({ key: 'ks_live_0000000000000000000000_bench' })}\n`);
     const rounds: Array<{ vault: Phase; baseline: Phase }> = [];
     for (let round = 1; round <= opts.rounds; round++) {
       const measure = async (url: string, file: string) => {
@@ -154,7 +155,7 @@ async function benchReads(pinning: { server?: number; load?: number }): Promise<
         return runWrk(url, file, headers, opts.durationS, pinning.load);
       };
       const vault = await measure(serverUrl, vaultFile);
-      const base = await measure(baselineUrl, baselineFile);
+      const base = await measure(`${baselineUrl}/v1/keys/verify`, baselineFile);
       log(`round ${round}: reads ${vault.rps.toFixed(0)} req/s (p99 ${vault.p99.toFixed(2)} ms), baseline ${base.rps.toFixed(0)} req/s (p99 ${base.p99.toFixed(2)} ms), ratio ${(vault.rps / base.rps).toFixed(3)}`);
       rounds.push({ vault, baseline: base });
     }

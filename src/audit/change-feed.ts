@@ -7,13 +7,14 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/index.js';
+import { repeatEvery } from '../shared/repeat.js';
 
 export class ChangeFeed {
   readonly #db: Kysely<Database>;
   readonly #targetPrefix: string;
   readonly #onChange: (target: string) => void;
   #lastSeq: number | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #stopTimer: (() => void) | undefined;
   #polling: Promise<void> | undefined;
 
   /** `onChange` is called with every changed target that starts with `targetPrefix`. */
@@ -54,14 +55,11 @@ export class ChangeFeed {
 
   async start(intervalMs: number): Promise<void> {
     await this.poll();
-    this.#timer = setInterval(() => {
-      this.poll().catch(() => undefined);
-    }, intervalMs);
-    this.#timer.unref();
+    this.#stopTimer = repeatEvery(intervalMs, () => this.poll());
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopTimer?.();
+    this.#stopTimer = undefined;
   }
 }

@@ -11,6 +11,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, Dialect } from '../store/index.js';
 import { VERIFY_CODES, type UsageSink, type VerifyCode } from './verifier.js';
+import { repeatEvery } from '../shared/repeat.js';
 
 interface LastUse {
   at: number;
@@ -60,7 +61,7 @@ export class UsageRecorder implements UsageSink {
   #lastUse = new Map<string, LastUse>();
   /** When each key's last use was last written; a key is written at most once a minute. */
   readonly #lastWritten = new Map<string, number>();
-  #timer: NodeJS.Timeout | undefined;
+  #stopTimer: (() => void) | undefined;
   #flushing: Promise<void> | undefined;
 
   readonly #oneTransaction: boolean;
@@ -113,15 +114,12 @@ export class UsageRecorder implements UsageSink {
   }
 
   start(intervalMs: number): void {
-    this.#timer = setInterval(() => {
-      this.flush().catch(() => undefined);
-    }, intervalMs);
-    this.#timer.unref();
+    this.#stopTimer = repeatEvery(intervalMs, () => this.flush());
   }
 
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopTimer?.();
+    this.#stopTimer = undefined;
     await this.flush({ force: true });
   }
 

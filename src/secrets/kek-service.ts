@@ -13,6 +13,7 @@ import type { Database, Dialect, SecretVersionsTable } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import { AppError, isAppError } from '../shared/errors.js';
 import { valueAad } from './secret-codec.js';
+import { repeatEvery } from '../shared/repeat.js';
 
 export interface KekServiceDeps {
   readonly db: Kysely<Database>;
@@ -64,7 +65,7 @@ export class KekService {
   readonly #deps: KekServiceDeps;
   readonly #batch: number;
   #running: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #stopTimer: (() => void) | undefined;
   #stopped = false;
   readonly #retiredListeners: Array<() => void> = [];
 
@@ -217,16 +218,13 @@ export class KekService {
   start(): void {
     this.#stopped = false;
     this.kick().catch(() => undefined);
-    this.#timer = setInterval(() => {
-      this.kick().catch(() => undefined);
-    }, this.#deps.rewrapCheckMs ?? 30_000);
-    this.#timer.unref();
+    this.#stopTimer = repeatEvery(this.#deps.rewrapCheckMs ?? 30_000, () => this.kick());
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopTimer?.();
+    this.#stopTimer = undefined;
     await this.#running?.catch(() => undefined);
   }
 

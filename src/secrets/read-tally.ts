@@ -5,6 +5,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../store/index.js';
+import { repeatEvery } from '../shared/repeat.js';
 
 interface Tally {
   secretId: string;
@@ -20,7 +21,7 @@ const BATCH = 100;
 export class ReadTally {
   readonly #db: Kysely<Database>;
   #tallies = new Map<string, Tally>();
-  #timer: NodeJS.Timeout | undefined;
+  #stopTimer: (() => void) | undefined;
   #flushing: Promise<void> | undefined;
 
   constructor(db: Kysely<Database>) {
@@ -39,15 +40,12 @@ export class ReadTally {
   }
 
   start(intervalMs: number): void {
-    this.#timer = setInterval(() => {
-      this.flush().catch(() => undefined);
-    }, intervalMs);
-    this.#timer.unref();
+    this.#stopTimer = repeatEvery(intervalMs, () => this.flush());
   }
 
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopTimer?.();
+    this.#stopTimer = undefined;
     await this.flush();
   }
 

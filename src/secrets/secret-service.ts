@@ -23,6 +23,7 @@ import { decodeValue, encodeValue, valueAad, type SecretValue, type ValueType } 
 import { assertSecretPath } from './secret-path.js';
 import { envelopeOf, type KekService } from './kek-service.js';
 import { ReadTally } from './read-tally.js';
+import { repeatEvery } from '../shared/repeat.js';
 
 export interface SecretPolicyConfig {
   readonly defaultMaxVersions: number;
@@ -176,7 +177,7 @@ export class SecretService {
   readonly #pathById = new Map<string, string>();
   /** Bumped on every invalidation, so a load that raced a change is not cached. */
   #generation = 0;
-  #purgeTimer: NodeJS.Timeout | undefined;
+  #stopPurge: (() => void) | undefined;
 
   constructor(deps: SecretServiceDeps) {
     this.#deps = deps;
@@ -193,16 +194,13 @@ export class SecretService {
   async start(): Promise<void> {
     await this.changes.start(this.#config.changePollMs);
     this.reads.start(this.#config.readFlushMs);
-    this.#purgeTimer = setInterval(() => {
-      this.purgeDue().catch(() => undefined);
-    }, this.#config.purgeEveryMs);
-    this.#purgeTimer.unref();
+    this.#stopPurge = repeatEvery(this.#config.purgeEveryMs, () => this.purgeDue());
   }
 
   async stop(): Promise<void> {
     this.changes.stop();
-    if (this.#purgeTimer) clearInterval(this.#purgeTimer);
-    this.#purgeTimer = undefined;
+    this.#stopPurge?.();
+    this.#stopPurge = undefined;
     await this.reads.stop();
   }
 
