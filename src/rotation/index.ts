@@ -1,0 +1,14 @@
+/** Rotation: policies as code (model, validator, YAML files, planner) and their storage. */
+export {
+  createPolicyValidator,
+  normalisePolicy,
+  HOUR_MS,
+  type RotationPolicy,
+  type PolicyLimits,
+  type PolicyProblem,
+  type PolicyPath,
+  type PolicyCheck,
+  type PolicySetCheck,
+  type PolicyValidator,
+} from './policy.js';
+export { parseCron, smallestCronGapMs, type CronFields, type CronParse } from './cron.js';
