@@ -12,3 +12,4 @@ export {
   type PolicyValidator,
 } from './policy.js';
 export { parseCron, smallestCronGapMs, type CronFields, type CronParse } from './cron.js';
+export { parsePolicyFile, MAX_POLICY_FILE_BYTES, type FileProblem, type PolicyFileResult } from './policy-file.js';
