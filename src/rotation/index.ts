@@ -13,3 +13,4 @@ export {
 } from './policy.js';
 export { parseCron, smallestCronGapMs, type CronFields, type CronParse } from './cron.js';
 export { parsePolicyFile, MAX_POLICY_FILE_BYTES, type FileProblem, type PolicyFileResult } from './policy-file.js';
+export { planPolicies, changedFields, type PolicyPlan, type PolicyUpdate } from './plan.js';
