@@ -4,7 +4,7 @@
  * module's validator's to judge, so its messages can name the field (and, in a file, the line).
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { DurationText, Labels, Nullable, Text, Timestamp } from './common.js';
+import { DurationText, Labels, Text, Timestamp } from './common.js';
 import { SECRET_PATH_MAX } from './secrets.js';
 
 export const POLICY_NAME_PATTERN = '^[a-z0-9][a-z0-9-]{0,62}$';
@@ -97,7 +97,7 @@ export const PutRotationPolicyBody = Type.Object(
 );
 export type PutRotationPolicyBodyWire = Static<typeof PutRotationPolicyBody>;
 
-export const PolicyNameParam = Type.Object({ name: Type.String({ maxLength: 100 }) }, strict);
+export const PolicyNameParam = Type.Object({ name: PolicyName }, strict);
 
 export const RotationPolicyRecordSchema = Type.Object({
   name: Type.String(),
@@ -121,8 +121,10 @@ export const RotationPolicyListSchema = Type.Object({ data: Type.Array(RotationP
 export type RotationPolicyListWire = Static<typeof RotationPolicyListSchema>;
 
 export const DeleteRotationPolicyQuery = Type.Object(
-  { version: Type.Optional(Type.Integer({ minimum: 1 })) },
+  { version: Type.Optional(Type.Integer({ minimum: 1, description: 'Check-and-set: delete only if this version is stored' })) },
   strict,
 );
+export type DeleteRotationPolicyQueryWire = Static<typeof DeleteRotationPolicyQuery>;
 
-export const DeletedRotationPolicySchema = Type.Object({ name: Type.String(), deleted: Type.Boolean(), version: Nullable(Type.Integer()) });
+export const DeletedRotationPolicySchema = Type.Object({ name: Type.String(), deleted: Type.Boolean(), version: Type.Integer({ description: 'The version that was deleted' }) });
+export type DeletedRotationPolicyWire = Static<typeof DeletedRotationPolicySchema>;

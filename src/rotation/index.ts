@@ -14,3 +14,10 @@ export {
 export { parseCron, smallestCronGapMs, type CronFields, type CronParse } from './cron.js';
 export { parsePolicyFile, MAX_POLICY_FILE_BYTES, type FileProblem, type PolicyFileResult } from './policy-file.js';
 export { planPolicies, changedFields, type PolicyPlan, type PolicyUpdate } from './plan.js';
+export {
+  RotationPolicyService,
+  type RotationPolicyServiceDeps,
+  type RotationPolicyRecord,
+  type PutPolicyResult,
+  type DeletedPolicy,
+} from './policy-service.js';

@@ -218,6 +218,7 @@ describeEachDialect('security of the /v1 routes', (dialect) => {
         keys: ctx().keys,
         secrets: ctx().secrets,
         kek: ctx().kek,
+        rotationPolicies: ctx().rotationPolicies,
         store: ctx().store,
         clock: ctx().clock,
         random: secureRandom,
