@@ -1,39 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parsePolicyFile, type FileProblem } from './policy-file.js';
 
 const limits = { maxOverlapMs: 90 * 86_400_000 };
 
-const GOOD = `# rotation.yaml
-policies:
-  - name: payments-keys
-    description: Customer keys of the payments team
-    target:
-      keys:
-        owner: team-payments
-        labels: { tier: gold }
-    schedule:
-      every: 30d
-    overlap: 24h
-    connector:
-      type: keysmith-key
-    healthChecks:
-      - url: https://api.example.com/health
-        consecutive: 5
-    onOverlapEnd: revoke
-
-  - name: stripe
-    target:
-      secret: payments/stripe/api-key
-    schedule:
-      cron: "0 3 * * 1"
-      window: 2h
-    overlap: 2d
-    connector:
-      type: http
-      settings:
-        url: https://rotate.internal/stripe
-        tokenPath: ops/rotator-token
-`;
+/** The example in the docs: two policies, one per kind of target. */
+const GOOD = readFileSync(new URL('../../docs/rotation.example.yaml', import.meta.url), 'utf8');
 
 /** GOOD with one line replaced. */
 function withLine(search: string, replacement: string): string {

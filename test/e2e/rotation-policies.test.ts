@@ -1,8 +1,8 @@
 /** The built CLI planning and applying a rotation policy file against a real server, as terraform plan/apply. */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, makeTempDir, removeTempDirs, runCli, startServer, stopAll, type TestServer } from './support.js';
+import { ROOT, ensureBuilt, makeTempDir, removeTempDirs, runCli, startServer, stopAll, type TestServer } from './support.js';
 
 let server: TestServer;
 let files: string;
@@ -24,32 +24,13 @@ function policyFile(name: string, body: string): string {
   return file;
 }
 
-const KEYS = `  - name: payments-keys
-    target:
-      keys:
-        owner: team-payments
-    schedule:
-      every: 30d
-    overlap: 24h
-    connector:
-      type: keysmith-key
-`;
-const STRIPE = `  - name: stripe
-    target:
-      secret: payments/stripe/api-key
-    schedule:
-      cron: "0 3 * * 1"
-      window: 2h
-    overlap: 2d
-    connector:
-      type: http
-      settings:
-        url: https://rotate.internal/stripe
-`;
+/** The example in the docs: payments-keys (every 30d), then stripe (a cron on a secret). */
+const EXAMPLE = readFileSync(join(ROOT, 'docs', 'rotation.example.yaml'), 'utf8');
+const KEYS_ONLY = EXAMPLE.slice(0, EXAMPLE.indexOf('  - name: stripe'));
 
 describe('rotation plan and apply', { timeout: 120_000 }, () => {
   it('plans, applies, plans nothing more, then updates and prunes only with --prune', async () => {
-    const first = policyFile('first.yaml', `policies:\n${KEYS}${STRIPE}`);
+    const first = policyFile('first.yaml', EXAMPLE);
     const plan = await server.cli(['rotation', 'plan', '-f', first]);
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toContain(`Plan for ${first}: 2 to create, 0 to update, 0 not in the file, 0 unchanged.`);
@@ -64,7 +45,7 @@ describe('rotation plan and apply', { timeout: 120_000 }, () => {
     const again = await server.cli(['rotation', 'plan', '-f', first, '--json']);
     expect(again.json()).toEqual({ file: first, create: [], update: [], delete: [], unchanged: ['payments-keys', 'stripe'] });
 
-    const second = policyFile('second.yaml', `policies:\n${KEYS.replace('every: 30d', 'every: 60d')}`);
+    const second = policyFile('second.yaml', KEYS_ONLY.replace('every: 30d', 'every: 60d'));
     const planned = await server.cli(['rotation', 'plan', '-f', second]);
     expect(planned.stdout).toMatch(/^~ payments-keys \(schedule\.every\)$/m);
     expect(planned.stdout).toMatch(/^- stripe \(only with apply --prune\)$/m);
@@ -79,25 +60,25 @@ describe('rotation plan and apply', { timeout: 120_000 }, () => {
     expect(pruned.code, pruned.stderr).toBe(0);
     expect(pruned.json()).toMatchObject({ delete: ['stripe'], unchanged: ['payments-keys'], leftAlone: [] });
     const table = await server.cli(['rotation', 'policies']);
-    expect(table.stdout).toMatch(/^payments-keys\s+2\s+keys owner=team-payments\s+every 60d\s+24h\s+keysmith-key\s+yes/m);
+    expect(table.stdout).toMatch(/^payments-keys\s+2\s+keys owner=team-payments,tier=gold\s+every 60d\s+24h\s+keysmith-key\s+yes/m);
     expect(table.stdout).not.toContain('stripe');
   });
 
   it('prints every problem of a bad file as FILE:LINE:COL and exits 2, touching nothing', async () => {
-    const bad = policyFile('bad.yaml', `policies:\n${KEYS.replace('every: 30d', 'every: 30m')}${STRIPE.replace('type: http', 'type: ftp').replace('name: stripe', 'name: bad-stripe')}`);
+    const bad = policyFile('bad.yaml', EXAMPLE.replace('every: 30d', 'every: 30m').replace('type: http', 'type: ftp'));
     const before = (await server.cli(['rotation', 'policies', '--json'])).json();
     for (const command of ['plan', 'apply']) {
       const result = await server.cli(['rotation', command, '-f', bad]);
       expect(result.code).toBe(2);
       expect(result.stdout).toBe('');
       expect(result.stderr.trim().split('\n')).toEqual([
-        `${bad}:7:7 schedule every 30m is too frequent: rotate at most once every 1h`,
-        `${bad}:19:7 unknown connector type; use one of keysmith-key, http, postgres, command`,
+        `${bad}:10:7 schedule every 30m is too frequent: rotate at most once every 1h`,
+        `${bad}:27:7 unknown connector type; use one of keysmith-key, http, postgres, command`,
       ]);
     }
     const json = await server.cli(['rotation', 'plan', '-f', bad, '--json']);
     expect(json.code).toBe(2);
-    expect(json.json()).toEqual({ file: bad, problems: [expect.objectContaining({ line: 7, column: 7 }), expect.objectContaining({ line: 19, column: 7 })] });
+    expect(json.json()).toEqual({ file: bad, problems: [expect.objectContaining({ line: 10, column: 7 }), expect.objectContaining({ line: 27, column: 7 })] });
     expect((await server.cli(['rotation', 'policies', '--json'])).json()).toEqual(before);
   });
 
@@ -106,7 +87,7 @@ describe('rotation plan and apply', { timeout: 120_000 }, () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('-f FILE');
     expect((await server.cli(['rotation', 'plan', '-f', join(files, 'absent.yaml')])).code).toBe(2);
-    const good = policyFile('good.yaml', `policies:\n${KEYS}`);
+    const good = policyFile('good.yaml', KEYS_ONLY);
     const anonymous = await runCli(['rotation', 'plan', '-f', good], { env: { KEYSMITH_ADDR: server.url } });
     expect(anonymous.code).toBe(1);
     expect(anonymous.stderr).toContain('Error:');

@@ -62,29 +62,35 @@ function planData(file: string, plan: PolicyPlan) {
   };
 }
 
-function planLines(plan: PolicyPlan, deleteNote: string): string[] {
-  return [
+/** The heading, then a line per change: `+ name`, `~ name (fields)`, `- name<note>`. */
+function planText(heading: string, plan: PolicyPlan, deleteNote: string): string {
+  const lines = [
     ...plan.create.map((policy) => `+ ${policy.name}`),
     ...plan.update.map(({ name, changes }) => `~ ${name} (${changes.join(', ')})`),
     ...plan.delete.map((name) => `- ${name}${deleteNote}`),
   ];
+  return [heading, ...(lines.length > 0 ? ['', ...lines] : [])].join('\n');
 }
 
 function counted(plan: PolicyPlan, verbs: readonly [string, string, string]): string {
   return `${plan.create.length} ${verbs[0]}, ${plan.update.length} ${verbs[1]}, ${plan.delete.length} ${verbs[2]}, ${plan.unchanged.length} unchanged`;
 }
 
-type Planned =
-  | { readonly refused: CommandResult }
-  | { readonly refused?: undefined; readonly file: string; readonly plan: PolicyPlan; readonly current: Map<string, RotationPolicyRecordWire> };
+interface Planned {
+  readonly file: string;
+  readonly plan: PolicyPlan;
+  readonly current: Map<string, RotationPolicyRecordWire>;
+}
 
-/** The file checked and diffed against the server; or the refusal to show for a bad file. */
-async function planFor(ctx: CommandContext): Promise<Planned> {
-  const loaded = await loadFile(ctx);
-  if (loaded.problems !== undefined) return { refused: fileRefused(ctx, loaded.file, loaded.problems) };
-  const current = await currentPolicies(clientFrom(ctx));
-  const plan = planPolicies(loaded.policies ?? [], [...current.values()].map((record) => record.policy as RotationPolicy));
-  return { file: loaded.file, plan, current };
+/** A command run that works on the file's plan; a bad file is refused before the server is asked. */
+function withPlan(work: (ctx: CommandContext, planned: Planned) => Promise<CommandResult>): (ctx: CommandContext) => Promise<CommandResult> {
+  return async (ctx) => {
+    const loaded = await loadFile(ctx);
+    if (loaded.problems !== undefined) return fileRefused(ctx, loaded.file, loaded.problems);
+    const current = await currentPolicies(clientFrom(ctx));
+    const plan = planPolicies(loaded.policies ?? [], [...current.values()].map((record) => record.policy as RotationPolicy));
+    return work(ctx, { file: loaded.file, plan, current });
+  };
 }
 
 const planCommand: Command = {
@@ -93,14 +99,10 @@ const planCommand: Command = {
   usage: '-f FILE [--json]',
   options: fileOptions,
   positionals: { min: 0, max: 0 },
-  async run(ctx) {
-    const planned = await planFor(ctx);
-    if (planned.refused !== undefined) return planned.refused;
-    const { file, plan } = planned;
-    const lines = planLines(plan, ' (only with apply --prune)');
+  run: withPlan(async (_ctx, { file, plan }) => {
     const heading = `Plan for ${file}: ${counted(plan, ['to create', 'to update', 'not in the file'])}.`;
-    return { data: planData(file, plan), text: [heading, ...(lines.length > 0 ? ['', ...lines] : [])].join('\n') };
-  },
+    return { data: planData(file, plan), text: planText(heading, plan, ' (only with apply --prune)') };
+  }),
 };
 
 const applyCommand: Command = {
@@ -109,10 +111,7 @@ const applyCommand: Command = {
   usage: '-f FILE [--prune] [--json]',
   options: { ...fileOptions, prune: { type: 'boolean' } },
   positionals: { min: 0, max: 0 },
-  async run(ctx) {
-    const planned = await planFor(ctx);
-    if (planned.refused !== undefined) return planned.refused;
-    const { file, plan, current } = planned;
+  run: withPlan(async (ctx, { file, plan, current }) => {
     const prune = optionFlag(ctx, 'prune');
     const client = clientFrom(ctx);
     const done: string[] = [];
@@ -129,11 +128,10 @@ const applyCommand: Command = {
     for (const policy of plan.create) await step(policy.name, () => client.putRotationPolicy(policy.name, { policy, version: 0 }));
     for (const { name, policy } of plan.update) await step(name, () => client.putRotationPolicy(name, { policy, version: current.get(name)!.version }));
     if (prune) for (const name of plan.delete) await step(name, () => client.deleteRotationPolicy(name, { version: current.get(name)!.version }));
-    const lines = planLines(plan, prune ? '' : ' (left alone; apply --prune deletes it)');
     const heading = `Applied ${file}: ${counted({ ...plan, delete: prune ? plan.delete : [] }, ['created', 'updated', 'deleted'])}${!prune && plan.delete.length > 0 ? `, ${plan.delete.length} left alone` : ''}.`;
     const data = { ...planData(file, plan), delete: prune ? plan.delete : [], leftAlone: prune ? [] : plan.delete };
-    return { data, text: [heading, ...(lines.length > 0 ? ['', ...lines] : [])].join('\n') };
-  },
+    return { data, text: planText(heading, plan, prune ? '' : ' (left alone; apply --prune deletes it)') };
+  }),
 };
 
 function scheduleText(policy: RotationPolicyRecordWire['policy']): string {
