@@ -40,6 +40,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       keys: services.keys,
       secrets: services.secrets,
       kek: services.kek,
+      rotationPolicies: services.rotationPolicies,
       store: services.store,
       clock: services.clock,
       random: services.random,

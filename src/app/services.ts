@@ -3,6 +3,7 @@ import { createKeyHasher, deriveSecret, secureRandom, type KekProvider } from '.
 import { openKekProvider } from './kek-config.js';
 import { KeyService } from '../keys/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
+import { RotationPolicyService } from '../rotation/index.js';
 import { createStore, type Store } from '../store/index.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { RandomBytes } from '../shared/ids.js';
@@ -14,6 +15,7 @@ export interface Services {
   readonly keys: KeyService;
   readonly secrets: SecretService;
   readonly kek: KekService;
+  readonly rotationPolicies: RotationPolicyService;
   readonly clock: Clock;
   readonly random: RandomBytes;
   close(): Promise<void>;
@@ -67,6 +69,8 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     // The local provider's master key is in this process: caching opened values exposes nothing new.
     config: { cacheOpenedValues: kekProvider.id === 'local', ...options.secretPolicy },
   });
+  // A policy's overlap may not outlast what the key class allows a key to live.
+  const rotationPolicies = new RotationPolicyService({ db: store.db, clock, limits: { maxOverlapMs: keys.config.maxTtlMs } });
   try {
     if (options.migrate !== false) await kek.initialise();
   } catch (error) {
@@ -79,6 +83,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     keys,
     secrets,
     kek,
+    rotationPolicies,
     clock,
     random,
     async close() {

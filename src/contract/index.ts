@@ -2,3 +2,4 @@ export * from './common.js';
 export * from './keys.js';
 export * from './audit.js';
 export * from './secrets.js';
+export * from './rotation.js';

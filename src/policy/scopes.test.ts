@@ -20,6 +20,10 @@ describe('scopes', () => {
   it('knows the management scopes and their wildcards', () => {
     expect(isManagementScope('keys:verify')).toBe(true);
     expect(isManagementScope('keys:*')).toBe(true);
+    expect(isManagementScope('rotation:read')).toBe(true);
+    expect(isManagementScope('rotation:write')).toBe(true);
+    expect(isManagementScope('rotation:*')).toBe(true);
+    expect(isManagementScope('rotation:run')).toBe(false);
     expect(isManagementScope('*')).toBe(true);
     expect(isManagementScope('orders:read')).toBe(false);
     expect(isManagementScope('nothing:*')).toBe(false);

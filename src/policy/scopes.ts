@@ -22,6 +22,8 @@ export const MANAGEMENT_SCOPES = [
   'secrets:admin',
   'kek:read',
   'kek:admin',
+  'rotation:read',
+  'rotation:write',
 ] as const;
 
 /** The secret scopes that may carry a path qualifier. */

@@ -75,3 +75,18 @@ describe('secretUrl', () => {
     expect(() => secretUrl('./a')).toThrow(RangeError);
   });
 });
+
+describe('rotation policy routes', () => {
+  it('sends list, get, put and delete to /v1/rotation/policies, escaping the name', async () => {
+    const { client, seen } = recordingClient();
+    await client.listRotationPolicies();
+    await client.getRotationPolicy('stripe');
+    const policy = { name: 'stripe', target: { secret: 'a/b' }, schedule: { every: '30d' }, overlap: '1d', connector: { type: 'http' as const } };
+    await client.putRotationPolicy('stripe', { policy, version: 0 });
+    await client.deleteRotationPolicy('stripe', { version: 2 });
+    await client.deleteRotationPolicy('a/b');
+    const base = 'http://ks.test/v1/rotation/policies';
+    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual([`GET ${base}`, `GET ${base}/stripe`, `PUT ${base}/stripe`, `DELETE ${base}/stripe?version=2`, `DELETE ${base}/a%2Fb`]);
+    expect(seen[2]?.body).toEqual({ policy, version: 0 });
+  });
+});

@@ -32,6 +32,11 @@ import type {
   UpdateKeyBodyWire,
   VerifyKeyBodyWire,
   VerifyResultWire,
+  DeletedRotationPolicyWire,
+  PutRotationPolicyBodyWire,
+  PutRotationPolicyResultWire,
+  RotationPolicyListWire,
+  RotationPolicyRecordWire,
 } from '../contract/index.js';
 
 export const DEFAULT_ADDR = 'http://127.0.0.1:7370';
@@ -90,6 +95,10 @@ export function secretUrl(path: string, action?: string): string {
     throw new RangeError('a secret path may not contain "." or ".." segments');
   }
   return `/v1/secrets/${segments.map(encodeURIComponent).join('/')}${action === undefined ? '' : `/${action}`}`;
+}
+
+function policyUrl(name: string): string {
+  return `/v1/rotation/policies/${encodeURIComponent(name)}`;
 }
 
 export class KeysmithClient {
@@ -211,6 +220,20 @@ export class KeysmithClient {
   /** Refused with ERR_KEK_VERSION_IN_USE while data keys are still wrapped under the version. */
   retireKek(version: number): Promise<KekStatusWire> {
     return this.#call('POST', `/v1/kek/versions/${encodeURIComponent(String(version))}/retire`, { body: {} });
+  }
+
+  listRotationPolicies(): Promise<RotationPolicyListWire> {
+    return this.#call('GET', '/v1/rotation/policies');
+  }
+  getRotationPolicy(name: string): Promise<RotationPolicyRecordWire> {
+    return this.#call('GET', policyUrl(name));
+  }
+  /** Creates or replaces a policy; `version` 0 creates only, n replaces only version n (409 otherwise). */
+  putRotationPolicy(name: string, body: PutRotationPolicyBodyWire): Promise<PutRotationPolicyResultWire> {
+    return this.#call('PUT', policyUrl(name), { body });
+  }
+  deleteRotationPolicy(name: string, options: { version?: number } = {}): Promise<DeletedRotationPolicyWire> {
+    return this.#call('DELETE', policyUrl(name), { query: { version: options.version } });
   }
 
   async #call<T>(method: string, path: string, options: { body?: unknown; query?: Query } = {}): Promise<T> {

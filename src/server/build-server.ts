@@ -8,6 +8,7 @@ import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { KeyService } from '../keys/index.js';
 import type { KekService, SecretService } from '../secrets/index.js';
+import type { RotationPolicyService } from '../rotation/index.js';
 import type { Store } from '../store/index.js';
 import { requestIdGenerator, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
@@ -35,6 +36,7 @@ import { healthRoutes } from './routes/system/health.js';
 import { secretRoutes } from './routes/secrets/secrets.js';
 import { rewriteSecretActionUrl } from './routes/secrets/action-url.js';
 import { kekRoutes } from './routes/kek/kek.js';
+import { rotationPolicyRoutes } from './routes/rotation/policies.js';
 import { publicOpenApi } from './openapi-paths.js';
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -57,6 +59,7 @@ export interface ServerDeps {
   readonly keys: KeyService;
   readonly secrets: SecretService;
   readonly kek: KekService;
+  readonly rotationPolicies: RotationPolicyService;
   readonly store: Store;
   readonly clock: Clock;
   readonly random: RandomBytes;
@@ -119,6 +122,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     keys: deps.keys,
     secrets: deps.secrets,
     kek: deps.kek,
+    rotationPolicies: deps.rotationPolicies,
     store: deps.store,
     clock: deps.clock,
     metrics,
@@ -144,6 +148,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     verifyAuditRoute,
     secretRoutes,
     kekRoutes,
+    rotationPolicyRoutes,
   ]) {
     register(app, routeDeps);
   }

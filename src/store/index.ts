@@ -8,5 +8,6 @@ export type {
   SecretsTable,
   SecretVersionsTable,
   KekVersionsTable,
+  RotationPoliciesTable,
 } from './schema.js';
 export { migrations } from './migrations/index.js';

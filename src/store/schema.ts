@@ -134,6 +134,18 @@ export interface KekVersionsTable {
   retired_at: string | null;
 }
 
+export interface RotationPoliciesTable {
+  name: string;
+  /** JSON of the normalised policy; connector settings as given (they name vault paths, never hold secrets). */
+  spec: string;
+  /** 1 on create, bumped on every change; the check-and-set token. */
+  version: number;
+  created_at: string;
+  created_by: string;
+  updated_at: string;
+  updated_by: string;
+}
+
 export interface Database {
   api_keys: ApiKeysTable;
   key_labels: KeyLabelsTable;
@@ -146,5 +158,6 @@ export interface Database {
   secret_stages: SecretStagesTable;
   secret_reads: SecretReadsTable;
   kek_versions: KekVersionsTable;
+  rotation_policies: RotationPoliciesTable;
 }
 

@@ -12,7 +12,7 @@ import { describeEachDialect } from '../support/databases.js';
 import { HOUR, auditAfter, auditHead, createKey, expectProblem, idOf, unknownKey, useContext } from './helpers.js';
 
 interface RouteCase {
-  readonly method: 'GET' | 'POST' | 'PATCH';
+  readonly method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
   /** The route pattern, as the audit event names it. */
   readonly pattern: string;
   readonly scope: string;
@@ -40,6 +40,10 @@ const ROUTES: readonly RouteCase[] = [
   { method: 'POST', pattern: '/v1/tokens/:id/revoke', scope: 'tokens:revoke', body: () => ({ reason: 'x' }), target: 'token' },
   { method: 'GET', pattern: '/v1/audit', scope: 'audit:read' },
   { method: 'POST', pattern: '/v1/audit/verify', scope: 'audit:read' },
+  { method: 'GET', pattern: '/v1/rotation/policies', scope: 'rotation:read' },
+  { method: 'GET', pattern: '/v1/rotation/policies/:name', scope: 'rotation:read' },
+  { method: 'PUT', pattern: '/v1/rotation/policies/:name', scope: 'rotation:write', body: () => ({ policy: { name: 'intruder' } }) },
+  { method: 'DELETE', pattern: '/v1/rotation/policies/:name', scope: 'rotation:write' },
 ];
 
 describeEachDialect('security of the /v1 routes', (dialect) => {
@@ -218,6 +222,7 @@ describeEachDialect('security of the /v1 routes', (dialect) => {
         keys: ctx().keys,
         secrets: ctx().secrets,
         kek: ctx().kek,
+        rotationPolicies: ctx().rotationPolicies,
         store: ctx().store,
         clock: ctx().clock,
         random: secureRandom,

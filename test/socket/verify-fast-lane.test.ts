@@ -111,6 +111,7 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
       keys: ctx.keys,
       secrets: ctx.secrets,
       kek: ctx.kek,
+      rotationPolicies: ctx.rotationPolicies,
       store: ctx.store,
       clock: ctx.clock,
       // The same seed on both servers: request ids must stay in step.

@@ -7,6 +7,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../../src/keys/index.js';
 import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../../src/crypto/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../../src/secrets/index.js';
+import { RotationPolicyService } from '../../src/rotation/index.js';
 import { buildServer, createMetrics } from '../../src/server/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
@@ -21,6 +22,7 @@ export interface TestContext {
   readonly keys: KeyService;
   readonly secrets: SecretService;
   readonly kek: KekService;
+  readonly rotationPolicies: RotationPolicyService;
   readonly app: FastifyInstance;
   /** A management token with scope `*`. */
   readonly rootToken: string;
@@ -69,7 +71,8 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     digestKey: deriveSecret(TEST_MASTER_KEY, 'secret-digest:v1'),
     config: options.secretPolicy ?? {},
   });
-  const app = await buildServer({ keys, secrets, kek, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }) });
+  const rotationPolicies = new RotationPolicyService({ db: testStore.store.db, clock, limits: { maxOverlapMs: keys.config.maxTtlMs } });
+  const app = await buildServer({ keys, secrets, kek, rotationPolicies, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }) });
   const root = await keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['*'], owner: 'root', ttl: '90d' });
   const context: TestContext = {
     dialect,
@@ -78,6 +81,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     keys,
     secrets,
     kek,
+    rotationPolicies,
     app,
     rootToken: root.key,
     rootTokenId: root.record.id,

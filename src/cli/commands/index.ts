@@ -5,6 +5,7 @@ import { keysCommands } from './keys.js';
 import { tokenCommands } from './tokens.js';
 import { secretsCommands } from './secrets.js';
 import { kekCommands } from './kek.js';
+import { rotationCommands } from './rotation.js';
 import { runCommand } from './run.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
@@ -18,6 +19,7 @@ export const COMMANDS: readonly Command[] = [
   ...secretsCommands,
   runCommand,
   ...kekCommands,
+  ...rotationCommands,
   auditListCommand,
   auditVerifyCommand,
 ];

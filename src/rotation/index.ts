@@ -1,0 +1,23 @@
+/** Rotation: policies as code (model, validator, YAML files, planner) and their storage. */
+export {
+  createPolicyValidator,
+  normalisePolicy,
+  HOUR_MS,
+  type RotationPolicy,
+  type PolicyLimits,
+  type PolicyProblem,
+  type PolicyPath,
+  type PolicyCheck,
+  type PolicySetCheck,
+  type PolicyValidator,
+} from './policy.js';
+export { parseCron, smallestCronGapMs, type CronFields, type CronParse } from './cron.js';
+export { parsePolicyFile, MAX_POLICY_FILE_BYTES, type FileProblem, type PolicyFileResult } from './policy-file.js';
+export { planPolicies, changedFields, type PolicyPlan, type PolicyUpdate } from './plan.js';
+export {
+  RotationPolicyService,
+  type RotationPolicyServiceDeps,
+  type RotationPolicyRecord,
+  type PutPolicyResult,
+  type DeletedPolicy,
+} from './policy-service.js';
