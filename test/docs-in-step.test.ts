@@ -25,6 +25,7 @@ const LAYERS: Record<string, number> = {
   audit: 2,
   keys: 3,
   secrets: 3,
+  rotation: 3,
   server: 4,
   sdk: 2,
   app: 5,

@@ -1,0 +1,20 @@
+/** Rotation connectors: the interface a run engine calls, and its implementations. */
+export {
+  ConnectorError,
+  isConnectorError,
+  scrub,
+  secretStrings,
+  sanitizeEvidence,
+  type Connector,
+  type ConnectorContext,
+  type ConnectorErrorCode,
+  type ConnectorErrorOptions,
+  type ConnectorStep,
+  type CreateResult,
+  type Credential,
+  type CredentialValue,
+  type RevokeTarget,
+  type StepEvidence,
+  type TestResult,
+} from './connector.js';
+export { CommandConnector, validateCommandSettings, DEFAULT_COMMAND_TIMEOUT_MS, EXIT_TEMPFAIL, type CommandSettings } from './command-connector.js';
