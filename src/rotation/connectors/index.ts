@@ -18,3 +18,11 @@ export {
   type TestResult,
 } from './connector.js';
 export { CommandConnector, validateCommandSettings, DEFAULT_COMMAND_TIMEOUT_MS, EXIT_TEMPFAIL, type CommandSettings } from './command-connector.js';
+export {
+  HttpConnector,
+  validateHttpSettings,
+  DEFAULT_HTTP_TIMEOUT_MS,
+  type HttpSettings,
+  type HttpRequestTemplate,
+  type HttpCreateTemplate,
+} from './http-connector.js';
