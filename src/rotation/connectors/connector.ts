@@ -16,6 +16,12 @@ export interface ConnectorContext {
   readonly runId: string;
   /** The policy's connector settings, already accepted by validateSettings. */
   readonly settings: Readonly<Record<string, unknown>>;
+  /**
+   * The credential now in use (the vault's current version), when there is one. Connectors
+   * that alternate between two accounts (postgres) pick the idle one from it, and refuse to
+   * revoke it.
+   */
+  readonly current?: Credential;
   /** Reads a vault value (admin credentials); the connector never logs it. */
   readonly readSecret: (path: string) => Promise<CredentialValue>;
   /** Cancels the step (the run is being stopped); the connector gives up promptly. */

@@ -26,3 +26,13 @@ export {
   type HttpRequestTemplate,
   type HttpCreateTemplate,
 } from './http-connector.js';
+export {
+  PostgresConnector,
+  validatePostgresSettings,
+  quoteIdentifier,
+  scramVerifier,
+  scramMatches,
+  DEFAULT_POSTGRES_TIMEOUT_MS,
+  type PostgresSettings,
+  type PostgresConnectorDeps,
+} from './postgres-connector.js';
