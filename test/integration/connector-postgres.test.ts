@@ -10,8 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { PostgresConnector, quoteIdentifier, scramMatches } from '../../src/rotation/connectors/postgres-connector.js';
-import { ConnectorError, type ConnectorContext, type Credential } from '../../src/rotation/connectors/connector.js';
+import { ConnectorError, PostgresConnector, quoteIdentifier, scramMatches, type ConnectorContext, type Credential } from '../../src/rotation/connectors/index.js';
 import { postgresUrl } from '../support/databases.js';
 
 const url = postgresUrl();

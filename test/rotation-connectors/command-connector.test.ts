@@ -2,8 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CommandConnector } from '../../src/rotation/connectors/command-connector.js';
-import { ConnectorError, type ConnectorContext } from '../../src/rotation/connectors/connector.js';
+import { CommandConnector, ConnectorError, type ConnectorContext } from '../../src/rotation/connectors/index.js';
 
 const ADMIN = 'adm_super_secret_token_0123456789';
 let dir: string;
@@ -162,6 +161,27 @@ describe('command connector: steps', () => {
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
     await new Promise((r) => setTimeout(r, 200));
     expect(isRunning(grandchild)).toBe(false);
+  });
+
+  it('gives up on a program whose escaped descendant keeps standard output open', async () => {
+    const pidFile = join(dir, 'escaped.pid');
+    // setsid: the descendant leaves the process group, so the group kill cannot reach it.
+    const escape = script(
+      'escape.mjs',
+      `import { spawn } from 'node:child_process';
+       import { writeFileSync } from 'node:fs';
+       const g = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+       writeFileSync(${JSON.stringify(pidFile)}, String(g.pid));
+       setInterval(() => {}, 1000);`,
+    );
+    try {
+      const started = Date.now();
+      const error = await caught(connector.create(ctx({ command: process.execPath, args: [escape], timeout: '1s' })));
+      expect(error.code).toBe('ERR_CONNECTOR_TIMEOUT');
+      expect(Date.now() - started).toBeLessThan(8_000);
+    } finally {
+      if (existsSync(pidFile)) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    }
   });
 
   it('stops a step when the run is cancelled', async () => {

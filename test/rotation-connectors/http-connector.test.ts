@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { HttpConnector } from '../../src/rotation/connectors/http-connector.js';
-import { ConnectorError, type ConnectorContext } from '../../src/rotation/connectors/connector.js';
+import { ConnectorError, HttpConnector, type ConnectorContext } from '../../src/rotation/connectors/index.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
 
 let vendor: FakeVendor;

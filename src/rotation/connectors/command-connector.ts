@@ -49,6 +49,7 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
 export const EXIT_TEMPFAIL = 75;
 const MAX_STDOUT = 1024 * 1024;
 const MAX_STDERR_KEPT = 16 * 1024;
+const KILL_GRACE_MS = 2_000;
 
 export function validateCommandSettings(settings: unknown): string[] {
   if (settings === null || typeof settings !== 'object' || Array.isArray(settings)) return ['settings must be an object'];
@@ -209,6 +210,7 @@ function runProgram(
     let aborted = false;
     let settled = false;
 
+    let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     const killGroup = (): void => {
       if (child.pid === undefined) return;
       try {
@@ -216,6 +218,13 @@ function runProgram(
       } catch {
         child.kill('SIGKILL');
       }
+      // A descendant that left the group (setsid) may hold stdout open forever: stop waiting
+      // for 'close' a moment after the kill.
+      setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish(exited ?? { code: null, signal: 'SIGKILL' });
+      }, KILL_GRACE_MS).unref();
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -246,6 +255,9 @@ function runProgram(
       stderr = (stderr + chunk).slice(-MAX_STDERR_KEPT);
     });
     child.on('error', (error: NodeJS.ErrnoException) => finish({ code: null, signal: null, spawnError: error.code ?? 'spawn failed' }));
+    child.on('exit', (code, sig) => {
+      exited = { code, signal: sig };
+    });
     // 'close' waits for stdio to end; a killed group closes them all.
     child.on('close', (code, sig) => finish({ code, signal: sig }));
     child.stdin.on('error', () => undefined); // the program may exit without reading its input

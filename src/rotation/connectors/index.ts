@@ -36,3 +36,10 @@ export {
   type PostgresSettings,
   type PostgresConnectorDeps,
 } from './postgres-connector.js';
+export {
+  createConnectorRegistry,
+  CONNECTOR_TYPES,
+  type ConnectorType,
+  type ConnectorRegistry,
+  type ConnectorRegistryDeps,
+} from './registry.js';
