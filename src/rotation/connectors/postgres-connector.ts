@@ -60,8 +60,10 @@ const SCRAM_ITERATIONS = 4096;
 const PASSWORD_LENGTH = 32; // base62 characters, 23 random bytes, 184 bits
 /** SQLSTATEs that mean "the credential is wrong", an outcome of test rather than a failure. */
 const AUTH_FAILURES = new Set(['28P01', '28000']);
-/** Connection-level SQLSTATE classes worth retrying: 08 connection exception, 57P0x shutdown, 53 resources. */
-const TRANSIENT_STATES = /^(08|53|57P0)/;
+/** SQLSTATEs worth retrying: 08 connection exception, 53 resources, 57P0x shutdown, 57014 statement timeout. */
+const TRANSIENT_STATES = /^(08|53|57P0|57014)/;
+/** Socket errors worth retrying (a name that does not resolve at all is a settings problem). */
+const TRANSIENT_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE']);
 
 export function validatePostgresSettings(settings: unknown): string[] {
   if (settings === null || typeof settings !== 'object' || Array.isArray(settings)) return ['settings must be an object'];
@@ -238,7 +240,8 @@ export class PostgresConnector implements Connector {
 
   private failure(step: ConnectorStep, error: unknown, secrets: string[]): ConnectorError {
     const code = (error as { code?: unknown }).code;
-    const sqlstate = typeof code === 'string' ? code : undefined;
+    const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+    const errno = typeof code === 'string' && sqlstate === undefined ? code : undefined;
     const urlPasswords = secrets.flatMap((s) => {
       try {
         const url = new URL(s);
@@ -248,7 +251,12 @@ export class PostgresConnector implements Connector {
       }
     });
     const message = scrub((error as Error).message ?? 'unknown error', secretStrings(...secrets, ...urlPasswords));
-    const transient = sqlstate === undefined ? /ECONNREFUSED|ETIMEDOUT|ECONNRESET|timeout|terminated/i.test(message) : TRANSIENT_STATES.test(sqlstate);
+    const transient =
+      sqlstate !== undefined
+        ? TRANSIENT_STATES.test(sqlstate)
+        : errno !== undefined
+          ? TRANSIENT_ERRNOS.has(errno)
+          : /timeout|terminated/i.test(message);
     const timeout = /timeout/i.test(message);
     return this.error(
       timeout ? 'ERR_CONNECTOR_TIMEOUT' : 'ERR_CONNECTOR_FAILED',
