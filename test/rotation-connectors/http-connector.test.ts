@@ -221,6 +221,15 @@ describe('http connector: secrets stay out of errors and evidence', () => {
     }
   });
 
+  it('does not quote a success answer the template did not expect, which may hold the new key', async () => {
+    const settings = acmeSettings({ create: { ...(acmeSettings().create as object), expect: 200 } });
+    const error = await caught(connector.create(ctx('rot_201', settings)));
+    expect(error).toMatchObject({ code: 'ERR_CONNECTOR_REJECTED', step: 'create' });
+    expect(error.message).toContain('answered 201');
+    const made = vendor.activeKeys().at(-1)!;
+    expect(error.message).not.toContain(made.secret);
+  });
+
   it('scrubs the key from a refusal that quotes it', async () => {
     const key = vendor.seedKey();
     const settings = acmeSettings({ set: { method: 'POST', url: `${vendor.url}/deploy?key={{key}}`, headers: { Authorization: 'Bearer {{key}}' } } });

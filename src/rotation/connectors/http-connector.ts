@@ -357,7 +357,9 @@ export class HttpConnector implements Connector {
 
   private refusal(step: ConnectorStep, answer: Answer, values: Values): ConnectorError {
     const secrets = secretStrings(...(Object.entries(values).filter(([k]) => k === 'admin' || k === 'key').map(([, v]) => v) as CredentialValue[]));
-    const said = tail(scrub(answer.text, secrets).replace(/\s+/g, ' '), 300);
+    // A success answer the template did not expect may hold a new key: never quote one.
+    const quotable = answer.status < 200 || answer.status >= 300;
+    const said = quotable ? tail(scrub(answer.text, secrets).replace(/\s+/g, ' '), 300) : '';
     const message = `${answer.shownUrl} answered ${answer.status}${said ? `: ${said}` : ''}`;
     const retryable = isTransient(answer.status);
     return this.error(retryable ? 'ERR_CONNECTOR_FAILED' : 'ERR_CONNECTOR_REJECTED', step, message, retryable);
