@@ -1,4 +1,4 @@
-/** Rotation: policies as code (model, validator, YAML files, planner) and their storage. */
+/** Rotation: policies as code (model, validator, YAML files, planner), their storage, and the connectors runs will drive. */
 export {
   createPolicyValidator,
   normalisePolicy,
@@ -21,3 +21,4 @@ export {
   type PutPolicyResult,
   type DeletedPolicy,
 } from './policy-service.js';
+export * from './connectors/index.js';

@@ -1,0 +1,266 @@
+/**
+ * The `command` connector, for the long tail of vendors: an external program does each step.
+ * For every step Keysmith spawns the program (no shell: args are passed as they are), writes
+ * one JSON object to its standard input and reads one JSON object from its standard output:
+ *
+ *   in:  { step, runId, settings: <settings.config or {}>, secrets: { name: value }, credential? }
+ *   out: { credential?: { value, vendorId? }, ok?: boolean, evidence?: { field: primitive } }
+ *
+ * A non-zero exit, an answer that is not one JSON object, or the timeout (the whole process
+ * group is killed) is a ConnectorError carrying the step and the tail of standard error, with
+ * every known secret scrubbed out. Exit code 75 (EX_TEMPFAIL) marks a failure as retryable.
+ * The program gets a minimal environment (PATH, LANG, plus `env` from the settings), never
+ * Keysmith's own, and the run id doubles as its idempotency key for create.
+ */
+import { spawn } from 'node:child_process';
+import { tryParseDuration } from '../../shared/duration.js';
+import {
+  ConnectorError,
+  sanitizeEvidence,
+  scrub,
+  secretStrings,
+  tail,
+  type Connector,
+  type ConnectorContext,
+  type ConnectorStep,
+  type CreateResult,
+  type Credential,
+  type CredentialValue,
+  type RevokeTarget,
+  type StepEvidence,
+  type TestResult,
+} from './connector.js';
+
+export interface CommandSettings {
+  readonly command: string;
+  readonly args?: readonly string[];
+  /** Duration per step, default 30s. */
+  readonly timeout?: string;
+  /** Vault paths whose values are handed to the program under `secrets.<name>`. */
+  readonly secrets?: Readonly<Record<string, string>>;
+  /** Extra environment variables (not secrets: use `secrets`). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Free-form, non-secret configuration passed to the program as `settings`. */
+  readonly config?: Readonly<Record<string, unknown>>;
+}
+
+export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
+/** Exit status meaning "try again later" (sysexits EX_TEMPFAIL). */
+export const EXIT_TEMPFAIL = 75;
+const MAX_STDOUT = 1024 * 1024;
+const MAX_STDERR_KEPT = 16 * 1024;
+const KILL_GRACE_MS = 2_000;
+
+export function validateCommandSettings(settings: unknown): string[] {
+  if (settings === null || typeof settings !== 'object' || Array.isArray(settings)) return ['settings must be an object'];
+  const s = settings as Record<string, unknown>;
+  const problems: string[] = [];
+  if (typeof s.command !== 'string' || s.command.trim() === '') problems.push('command must be a non-empty string');
+  if (s.args !== undefined && (!Array.isArray(s.args) || s.args.some((a) => typeof a !== 'string'))) {
+    problems.push('args must be a list of strings');
+  }
+  if (s.timeout !== undefined && (typeof s.timeout !== 'string' || tryParseDuration(s.timeout) === undefined)) {
+    problems.push('timeout must be a duration such as 30s or 5m');
+  }
+  for (const field of ['secrets', 'env'] as const) {
+    const value = s[field];
+    if (value === undefined) continue;
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.values(value).some((v) => typeof v !== 'string')) {
+      problems.push(`${field} must map names to strings`);
+    }
+  }
+  if (s.config !== undefined && (s.config === null || typeof s.config !== 'object' || Array.isArray(s.config))) {
+    problems.push('config must be an object');
+  }
+  const known = new Set(['command', 'args', 'timeout', 'secrets', 'env', 'config']);
+  for (const field of Object.keys(s)) if (!known.has(field)) problems.push(`${field} is not a command connector setting`);
+  return problems;
+}
+
+interface StepAnswer {
+  readonly raw: Record<string, unknown>;
+  readonly secrets: readonly string[];
+}
+
+export class CommandConnector implements Connector {
+  readonly type = 'command';
+
+  validateSettings(settings: unknown): string[] {
+    return validateCommandSettings(settings);
+  }
+
+  async create(ctx: ConnectorContext): Promise<CreateResult> {
+    const { raw, secrets } = await this.run(ctx, 'create');
+    const credential = raw.credential as Record<string, unknown> | undefined;
+    const value = credential?.value;
+    const valueOk = typeof value === 'string' ? value !== '' : value !== null && typeof value === 'object' && !Array.isArray(value);
+    if (!credential || typeof credential !== 'object' || !valueOk) {
+      throw this.error('ERR_CONNECTOR_BAD_RESPONSE', 'create', 'the program answered without credential.value', false);
+    }
+    if (credential.vendorId !== undefined && typeof credential.vendorId !== 'string') {
+      throw this.error('ERR_CONNECTOR_BAD_RESPONSE', 'create', 'credential.vendorId must be a string', false);
+    }
+    const made: Credential = {
+      value: value as CredentialValue,
+      ...(typeof credential.vendorId === 'string' ? { vendorId: credential.vendorId } : {}),
+    };
+    return { credential: made, evidence: sanitizeEvidence(raw.evidence, [...secretStrings(made.value), ...secrets]) };
+  }
+
+  async set(ctx: ConnectorContext, credential: Credential): Promise<StepEvidence> {
+    const { raw, secrets } = await this.run(ctx, 'set', credential);
+    return sanitizeEvidence(raw.evidence, secrets);
+  }
+
+  async test(ctx: ConnectorContext, credential: Credential): Promise<TestResult> {
+    const { raw, secrets } = await this.run(ctx, 'test', credential);
+    if (typeof raw.ok !== 'boolean') throw this.error('ERR_CONNECTOR_BAD_RESPONSE', 'test', 'the program answered without ok: true|false', false);
+    return { ok: raw.ok, evidence: sanitizeEvidence(raw.evidence, secrets) };
+  }
+
+  async revoke(ctx: ConnectorContext, old: RevokeTarget): Promise<StepEvidence> {
+    const { raw, secrets } = await this.run(ctx, 'revoke', old);
+    return sanitizeEvidence(raw.evidence, secrets);
+  }
+
+  private error(code: ConstructorParameters<typeof ConnectorError>[0], step: ConnectorStep, message: string, retryable: boolean): ConnectorError {
+    return new ConnectorError(code, `command connector, ${step}: ${message}`, { connector: this.type, step, retryable });
+  }
+
+  private async run(ctx: ConnectorContext, step: ConnectorStep, credential?: RevokeTarget): Promise<StepAnswer> {
+    const problems = validateCommandSettings(ctx.settings);
+    if (problems.length > 0) {
+      throw new ConnectorError('ERR_CONNECTOR_SETTINGS_INVALID', `command connector: ${problems.join('; ')}`, {
+        connector: this.type,
+        step,
+        retryable: false,
+      });
+    }
+    const settings = ctx.settings as unknown as CommandSettings;
+    const handed: Record<string, CredentialValue> = {};
+    for (const [name, path] of Object.entries(settings.secrets ?? {})) handed[name] = await ctx.readSecret(path);
+    const secrets = secretStrings(credential?.value, ...Object.values(handed));
+    const input = JSON.stringify({
+      step,
+      runId: ctx.runId,
+      settings: settings.config ?? {},
+      secrets: handed,
+      ...(credential ? { credential } : {}),
+    });
+    const timeoutMs = settings.timeout ? tryParseDuration(settings.timeout)! : DEFAULT_COMMAND_TIMEOUT_MS;
+    const outcome = await runProgram(settings, input, timeoutMs, ctx.signal, { KEYSMITH_STEP: step, KEYSMITH_RUN_ID: ctx.runId });
+    const stderr = tail(scrub(outcome.stderr, secrets));
+    const withStderr = (message: string): string => (stderr ? `${message}; stderr: ${stderr}` : message);
+    if (outcome.spawnError) {
+      throw this.error('ERR_CONNECTOR_FAILED', step, `cannot start ${JSON.stringify(settings.command)}: ${outcome.spawnError}`, false);
+    }
+    if (outcome.aborted) throw this.error('ERR_CONNECTOR_FAILED', step, 'the step was cancelled', true);
+    if (outcome.timedOut) {
+      throw this.error('ERR_CONNECTOR_TIMEOUT', step, withStderr(`the program did not finish within ${timeoutMs} ms and was killed`), true);
+    }
+    if (outcome.code !== 0) {
+      const how = outcome.code === null ? `was killed by ${outcome.signal}` : `exited with status ${outcome.code}`;
+      throw this.error('ERR_CONNECTOR_FAILED', step, withStderr(`the program ${how}`), outcome.code === EXIT_TEMPFAIL);
+    }
+    if (outcome.stdoutTooLarge) throw this.error('ERR_CONNECTOR_BAD_RESPONSE', step, 'the program wrote more than 1 MiB', false);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(outcome.stdout);
+    } catch {
+      throw this.error('ERR_CONNECTOR_BAD_RESPONSE', step, withStderr('the program did not answer one JSON object on standard output'), false);
+    }
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      throw this.error('ERR_CONNECTOR_BAD_RESPONSE', step, 'the program answered JSON that is not an object', false);
+    }
+    return { raw: raw as Record<string, unknown>, secrets };
+  }
+}
+
+interface ProgramOutcome {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stdoutTooLarge: boolean;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+  readonly aborted: boolean;
+  readonly spawnError?: string;
+}
+
+function runProgram(
+  settings: CommandSettings,
+  input: string,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  extraEnv: Record<string, string>,
+): Promise<ProgramOutcome> {
+  return new Promise((resolve) => {
+    const env: Record<string, string> = { ...extraEnv, ...(settings.env ?? {}) };
+    for (const name of ['PATH', 'LANG', 'SYSTEMROOT']) {
+      const value = process.env[name];
+      if (value !== undefined && env[name] === undefined) env[name] = value;
+    }
+    // detached: the child leads its own process group, so a timeout kills its children too.
+    const child = spawn(settings.command, [...(settings.args ?? [])], { shell: false, detached: true, stdio: 'pipe', env });
+    const stdout: Buffer[] = [];
+    let stdoutBytes = 0;
+    let stdoutTooLarge = false;
+    let stderr = '';
+    let timedOut = false;
+    let aborted = false;
+    let settled = false;
+
+    let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    const killGroup = (): void => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+      // A descendant that left the group (setsid) may hold stdout open forever: stop waiting
+      // for 'close' a moment after the kill.
+      setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish(exited ?? { code: null, signal: 'SIGKILL' });
+      }, KILL_GRACE_MS).unref();
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, timeoutMs);
+    const onAbort = (): void => {
+      aborted = true;
+      killGroup();
+    };
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+
+    const finish = (outcome: Omit<ProgramOutcome, 'stdout' | 'stderr' | 'stdoutTooLarge' | 'timedOut' | 'aborted'>): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve({ ...outcome, stdout: Buffer.concat(stdout).toString('utf8'), stdoutTooLarge, stderr, timedOut, aborted });
+    };
+
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdoutBytes += chunk.length;
+      if (stdoutBytes > MAX_STDOUT) stdoutTooLarge = true;
+      else stdout.push(chunk);
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-MAX_STDERR_KEPT);
+    });
+    child.on('error', (error: NodeJS.ErrnoException) => finish({ code: null, signal: null, spawnError: error.code ?? 'spawn failed' }));
+    child.on('exit', (code, sig) => {
+      exited = { code, signal: sig };
+    });
+    // 'close' waits for stdio to end; a killed group closes them all.
+    child.on('close', (code, sig) => finish({ code, signal: sig }));
+    child.stdin.on('error', () => undefined); // the program may exit without reading its input
+    child.stdin.end(input);
+  });
+}

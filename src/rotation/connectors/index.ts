@@ -1,0 +1,45 @@
+/** Rotation connectors: the interface a run engine calls, and its implementations. */
+export {
+  ConnectorError,
+  isConnectorError,
+  scrub,
+  secretStrings,
+  sanitizeEvidence,
+  type Connector,
+  type ConnectorContext,
+  type ConnectorErrorCode,
+  type ConnectorErrorOptions,
+  type ConnectorStep,
+  type CreateResult,
+  type Credential,
+  type CredentialValue,
+  type RevokeTarget,
+  type StepEvidence,
+  type TestResult,
+} from './connector.js';
+export { CommandConnector, validateCommandSettings, DEFAULT_COMMAND_TIMEOUT_MS, EXIT_TEMPFAIL, type CommandSettings } from './command-connector.js';
+export {
+  HttpConnector,
+  validateHttpSettings,
+  DEFAULT_HTTP_TIMEOUT_MS,
+  type HttpSettings,
+  type HttpRequestTemplate,
+  type HttpCreateTemplate,
+} from './http-connector.js';
+export {
+  PostgresConnector,
+  validatePostgresSettings,
+  quoteIdentifier,
+  scramVerifier,
+  scramMatches,
+  DEFAULT_POSTGRES_TIMEOUT_MS,
+  type PostgresSettings,
+  type PostgresConnectorDeps,
+} from './postgres-connector.js';
+export {
+  createConnectorRegistry,
+  CONNECTOR_TYPES,
+  type ConnectorType,
+  type ConnectorRegistry,
+  type ConnectorRegistryDeps,
+} from './registry.js';

@@ -1,0 +1,42 @@
+/**
+ * The connector types a rotation policy can name, built once with their dependencies. The run
+ * engine looks a connector up by the policy's `connector.type`; the policy validator asks the
+ * same registry for settings problems, so both agree on what exists.
+ */
+import type { RandomBytes } from '../../shared/ids.js';
+import { CommandConnector } from './command-connector.js';
+import type { Connector } from './connector.js';
+import { HttpConnector } from './http-connector.js';
+import { PostgresConnector } from './postgres-connector.js';
+
+export const CONNECTOR_TYPES = ['http', 'postgres', 'command'] as const;
+export type ConnectorType = (typeof CONNECTOR_TYPES)[number];
+
+export interface ConnectorRegistryDeps {
+  /** Random source for generated passwords (postgres). */
+  readonly random?: RandomBytes;
+}
+
+export interface ConnectorRegistry {
+  readonly types: readonly string[];
+  /** The connector for a type, or undefined when there is none. */
+  get(type: string): Connector | undefined;
+  /** Problems with a policy's connector block: an unknown type, or its settings' problems. */
+  validate(type: unknown, settings: unknown): string[];
+}
+
+export function createConnectorRegistry(deps: ConnectorRegistryDeps = {}, extra: readonly Connector[] = []): ConnectorRegistry {
+  const connectors = new Map<string, Connector>();
+  for (const connector of [new HttpConnector(), new PostgresConnector(deps.random ? { random: deps.random } : {}), new CommandConnector(), ...extra]) {
+    connectors.set(connector.type, connector);
+  }
+  return {
+    types: [...connectors.keys()],
+    get: (type) => connectors.get(type),
+    validate(type, settings) {
+      const connector = typeof type === 'string' ? connectors.get(type) : undefined;
+      if (!connector) return [`connector type must be one of ${[...connectors.keys()].join(', ')}`];
+      return connector.validateSettings(settings);
+    },
+  };
+}
