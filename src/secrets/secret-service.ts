@@ -401,17 +401,22 @@ export class SecretService {
    */
   readJson(ctx: ActorContext, rawPath: string, selector: ReadSelector = {}): string | Promise<string> {
     const path = assertSecretPath(rawPath);
+    return this.peekJson(ctx, path, selector) ?? this.#open(ctx, path, selector, this.#deps.clock.now()).then((opened) => opened.json);
+  }
+
+  /**
+   * The cached answer for a read of a valid path, counted as a read; `undefined`, with nothing
+   * counted and nothing thrown, whenever it is not cached (the caller then reads for real).
+   */
+  peekJson(ctx: ActorContext, path: string, selector: ReadSelector = {}): string | undefined {
     const nowMs = this.#deps.clock.now();
     const hit = this.#byPath.get(path);
-    if (hit !== undefined && nowMs - hit.loadedAt < this.#config.cacheTtlMs) {
-      const version = resolveVersion(hit, path, selector);
-      const opened = hit.opened.get(version);
-      if (opened !== undefined) {
-        this.reads.record(hit.row.id, version, ctx.actor, nowMs);
-        return opened.json;
-      }
-    }
-    return this.#open(ctx, path, selector, nowMs).then((opened) => opened.json);
+    if (hit === undefined || nowMs - hit.loadedAt >= this.#config.cacheTtlMs) return undefined;
+    const version = selector.version ?? hit.stages.get(selector.stage ?? 'current');
+    const opened = version === undefined ? undefined : hit.opened.get(version);
+    if (opened === undefined) return undefined;
+    this.reads.record(hit.row.id, opened.result.version, ctx.actor, nowMs);
+    return opened.json;
   }
 
   async #open(ctx: ActorContext, path: string, selector: ReadSelector, nowMs: number): Promise<OpenedVersion> {

@@ -15,7 +15,8 @@ import type { Clock } from '../shared/clock.js';
 import { VerifyKeyBody, type VerifyKeyBodyWire } from '../contract/index.js';
 import { createAuthGuard } from './plugins/auth.js';
 import { createMetrics, httpRequestCounter, registerMetrics, type ServerMetrics } from './plugins/metrics.js';
-import { createFastVerifyLane, fastLaneServerFactory, type FastVerifyLane } from './fast-verify.js';
+import { chainLanes, createFastVerifyLane, fastLaneServerFactory, type FastVerifyLane } from './fast-verify.js';
+import { createFastSecretReadLane } from './fast-secret-read.js';
 import { registerProblemHandling } from './plugins/problem.js';
 import type { RouteDeps } from './route-deps.js';
 import { createKeyRoute } from './routes/keys/create.js';
@@ -69,8 +70,8 @@ export interface ServerDeps {
   readonly isReady?: () => boolean;
   readonly version?: string;
   /**
-   * Answer `POST /v1/keys/verify` in the fast lane in front of Fastify (src/server/fast-verify.ts)
-   * when listening; default true. Off behind a trusted proxy, whose client address the lane
+   * Answer `POST /v1/keys/verify` and cached vault reads in the fast lanes in front of Fastify
+   * (src/server/fast-verify.ts, fast-secret-read.ts) when listening; default true. Off behind a trusted proxy, whose client address the lane
    * does not resolve. `inject()` never goes through it.
    */
   readonly fastVerify?: boolean;
@@ -156,7 +157,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   if (fastVerify) {
     // The route's own parser, validator, answer and ids; see fast-verify.ts.
     const validBody = strict.compile<VerifyKeyBodyWire>(VerifyKeyBody);
-    lane = createFastVerifyLane({
+    const verifyLane = createFastVerifyLane({
       keys: deps.keys,
       answer: routeDeps.answerVerify,
       parseJson: (text) => {
@@ -170,6 +171,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       requestId,
       counted: httpRequestCounter(metrics, 'POST', VERIFY_PATH, 200),
     });
+    const readLane = createFastSecretReadLane({ keys: deps.keys, secrets: deps.secrets, requestId, counted: httpRequestCounter(metrics, 'GET', '/v1/secrets/*', 200) });
+    lane = chainLanes([verifyLane, readLane]);
     // Fastify answers 503 from the moment it starts closing; so must every request.
     app.addHook('preClose', (done) => {
       lane?.close();

@@ -10,7 +10,7 @@
 import { connect } from 'node:net';
 import { tracingChannel } from 'node:diagnostics_channel';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { buildServer, createMetrics, type ServerMetrics } from '../../src/server/index.js';
 import type { IssuedKey } from '../../src/keys/index.js';
@@ -126,7 +126,8 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
   };
 
   beforeAll(async () => {
-    ctx = await createTestContext(dialect);
+    // Opened values cached, as the server runs with the local KEK provider: the read lane needs them.
+    ctx = await createTestContext(dialect, { secretPolicy: { cacheOpenedValues: true } });
     fast = await start(true);
     plain = await start(false);
     const actor = { actor: ctx.rootTokenId };
@@ -307,6 +308,68 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
     for (const request of variants) statuses.push(statusOf((await same([request])).raw));
     // GET and HEAD match GET /v1/keys/:id, which needs keys:read.
     expect(statuses).toEqual([403, 403, 404, 200, 200, 404, 404]);
+  });
+
+  describe('vault reads', () => {
+    const get = (path: string, token: string | null) =>
+      http({ method: 'GET', path, headers: { authorization: token === null ? undefined : `Bearer ${token}` } });
+
+    it('answers cached reads with the same bytes as the route, without the route, and counts every read', async () => {
+      const actor = { actor: ctx.rootTokenId };
+      await ctx.secrets.put(actor, 'lane/app/db', { value: 'first-value' });
+      await ctx.secrets.put(actor, 'lane/app/db', { value: { user: 'app', password: 'second-value' } });
+      const reader = await ctx.token(['secrets:read']);
+      // Neither the token nor the answer is cached yet: the lane leaves this one to the route.
+      expect(statusOf((await same([get('/v1/secrets/lane/app/db', reader)])).raw)).toBe(200);
+      const before = handled.get(fast.port) ?? 0;
+      for (let i = 0; i < 3; i++) {
+        const { raw } = await same([get('/v1/secrets/lane/app/db', reader)]);
+        expect(statusOf(raw)).toBe(200);
+        expect(bodyOf(raw)).toMatchObject({ path: 'lane/app/db', version: 2, value: { password: 'second-value' } });
+      }
+      expect(handled.get(fast.port) ?? 0).toBe(before);
+      const readers = await ctx.secrets.readers('lane/app/db', {}, ctx.clock.now() - HOUR);
+      // One uncached read and three cached ones on each server.
+      expect(readers.total).toBe(8);
+    });
+
+    it('leaves queries, other paths, refusals and errors to the route, with the same answers', async () => {
+      const reader = await ctx.token(['secrets:read']);
+      const limited = await ctx.token(['secrets:read:lane/other/*']);
+      const keysOnly = await ctx.token(['keys:read']);
+      await same([get('/v1/secrets/lane/app/db', reader)]);
+      await same([get('/v1/secrets/lane/app/db', limited)]);
+      const before = handled.get(fast.port) ?? 0;
+      const cases: Array<[string, string | null, number]> = [
+        ['/v1/secrets/lane/app/db?stage=previous', reader, 200],
+        ['/v1/secrets/lane/app/db?version=1', reader, 200],
+        ['/v1/secrets/lane/app/db/versions', reader, 200],
+        ['/v1/secrets/lane/app/db/', reader, 200],
+        ['/v1/secrets/lane/app/%64b', reader, 200],
+        ['/v1/secrets/lane/app/missing', reader, 404],
+        ['/v1/secrets/Lane/App', reader, 400],
+        ['/v1/secrets/lane/app/db', null, 401],
+        ['/v1/secrets/lane/app/db', keysOnly, 403],
+        ['/v1/secrets/lane/app/db', limited, 403],
+      ];
+      const statuses: number[] = [];
+      for (const [path, token] of cases) statuses.push(statusOf((await same([get(path, token)])).raw));
+      expect(statuses).toEqual(cases.map(([, , status]) => status));
+      // On the lane's server too, every one that passed the guard reached the route's handler
+      // (the bad path, the missing token and the two wrong scopes are refused in the guard).
+      expect((handled.get(fast.port) ?? 0) - before).toBe(cases.length - 4);
+    });
+
+    it('stops answering from the lane the moment the secret changes', async () => {
+      const reader = await ctx.token(['secrets:read']);
+      await same([get('/v1/secrets/lane/app/db', reader)]);
+      await same([get('/v1/secrets/lane/app/db', reader)]);
+      await ctx.secrets.rollback({ actor: ctx.rootTokenId }, 'lane/app/db');
+      const { raw } = await same([get('/v1/secrets/lane/app/db', reader)]);
+      expect(bodyOf(raw)).toMatchObject({ version: 1, value: 'first-value' });
+      await ctx.secrets.delete({ actor: ctx.rootTokenId }, 'lane/app/db');
+      expect(statusOf((await same([get('/v1/secrets/lane/app/db', reader)])).raw)).toBe(404);
+    });
   });
 
   it('follows the clock: expired keys and tokens', async () => {
