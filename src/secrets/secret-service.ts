@@ -350,12 +350,11 @@ export class SecretService {
     return this.#transaction(async (trx, now) => {
       const row = await this.#mustLock(trx, path, now);
       const stages = await stagesOf(trx, row.id);
-      const tooLarge = wanted.find((version) => version > MAX_VERSION);
-      if (tooLarge !== undefined) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${tooLarge}`);
+      for (const version of wanted) assertStorableVersion(path, version);
       const rows = await trx.selectFrom('secret_versions').select(['version', 'destroyed_at']).where('secret_id', '=', row.id).where('version', 'in', wanted).execute();
       const found = new Map(rows.map((r) => [Number(r.version), r]));
       for (const version of wanted) {
-        if (!found.has(version)) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${version}`);
+        if (!found.has(version)) throw versionNotFound(path, version);
         if (stages.get('current') === version) {
           throw new AppError('ERR_SECRET_VERSION_IS_CURRENT', `version ${version} of ${path} is current; put or roll back to another version first`);
         }
@@ -428,7 +427,7 @@ export class SecretService {
       if (row === undefined) {
         const generation = this.#generation;
         row = await this.#deps.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', secret.row.id).where('version', '=', version).executeTakeFirst();
-        if (row === undefined) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${version}`);
+        if (row === undefined) throw versionNotFound(path, version);
         if (generation === this.#generation) secret.versions.set(version, row);
       }
       if (row.destroyed_at !== null || row.sealed === null) throw destroyedError(path, version);
@@ -542,9 +541,9 @@ export class SecretService {
       const moves = plan(stages);
       for (const version of Object.values(moves)) {
         if (version === null) continue;
-        if (version > MAX_VERSION) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${version}`);
+        assertStorableVersion(path, version);
         const target = await trx.selectFrom('secret_versions').select('destroyed_at').where('secret_id', '=', row.id).where('version', '=', version).executeTakeFirst();
-        if (target === undefined) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${version}`);
+        if (target === undefined) throw versionNotFound(path, version);
         if (target.destroyed_at !== null) throw destroyedError(path, version);
       }
       const before = Object.fromEntries(stages);
@@ -637,9 +636,8 @@ export class SecretService {
   /** The secret with its stages, from the cache when fresh; absent and deleted ones throw. */
   async #cached(path: string, nowMs: number): Promise<CachedSecret> {
     const hit = this.#byPath.get(path);
-    if (hit !== undefined && nowMs - hit.loadedAt < this.#config.cacheTtlMs) {
-      if (hit.row.deleted_at === null) return hit;
-    }
+    // Deleted secrets are never cached (#load throws for them).
+    if (hit !== undefined && nowMs - hit.loadedAt < this.#config.cacheTtlMs) return hit;
     const generation = this.#generation;
     const loaded = await this.#load(path, nowMs);
     if (generation === this.#generation) {
@@ -766,7 +764,7 @@ async function applyStageMoves(trx: Transaction<Database>, secretId: string, sta
 
 function resolveVersion(secret: CachedSecret, path: string, selector: ReadSelector): number {
   if (selector.version !== undefined) {
-    if (selector.version > MAX_VERSION) throw new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${selector.version}`);
+    assertStorableVersion(path, selector.version);
     return selector.version;
   }
   const stage = selector.stage ?? 'current';
@@ -806,6 +804,15 @@ function notFound(path: string): AppError {
 
 function scheduledForDeletion(row: SecretsTable): AppError {
   return new AppError('ERR_SECRET_SCHEDULED_FOR_DELETION', `${row.path} is scheduled for deletion on ${row.deletion_date}; restore it to use it again`);
+}
+
+function versionNotFound(path: string, version: number): AppError {
+  return new AppError('ERR_SECRET_VERSION_NOT_FOUND', `${path} has no version ${version}`);
+}
+
+/** Versions are 32-bit integers in the database: a larger number names no version, and must not reach a query. */
+function assertStorableVersion(path: string, version: number): void {
+  if (version > MAX_VERSION) throw versionNotFound(path, version);
 }
 
 function destroyedError(path: string, version: number): AppError {

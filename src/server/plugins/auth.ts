@@ -67,7 +67,8 @@ type RequiredScope = string | (() => string) | { readonly anyOf: string };
 
 function allows(granted: readonly string[], required: string | { readonly anyOf: string }): boolean {
   if (typeof required === 'string') return hasScope(granted, required);
-  return granted.some((scope) => scope === required.anyOf || scope.startsWith(`${required.anyOf}:`) || hasScope([scope], required.anyOf));
+  // Any form of the family: itself or a wildcard over it (hasScope), or a qualified form of it.
+  return hasScope(granted, required.anyOf) || granted.some((scope) => scope.startsWith(`${required.anyOf}:`));
 }
 
 export type AccessDecision = { readonly ok: true; readonly principal: Principal } | ({ readonly ok: false } & AccessDenial);
