@@ -2,9 +2,11 @@
  * Reads of secret values are counted in memory per secret, version, reader and minute, and
  * flushed in batches, so a read never writes in the request path. `flush()` before answering
  * "who read this" makes this server's counts exact; a failed flush puts its counts back.
+ * On SQLite a flush is one transaction, for the reason usage flushes are (src/keys/usage.ts):
+ * one fsync on the main thread, not one per statement.
  */
-import { sql, type Kysely } from 'kysely';
-import type { Database } from '../store/index.js';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Database, Dialect } from '../store/index.js';
 import { repeatEvery } from '../shared/repeat.js';
 
 interface Tally {
@@ -20,12 +22,14 @@ const BATCH = 100;
 
 export class ReadTally {
   readonly #db: Kysely<Database>;
+  readonly #oneTransaction: boolean;
   #tallies = new Map<string, Tally>();
   #stopTimer: (() => void) | undefined;
   #flushing: Promise<void> | undefined;
 
-  constructor(db: Kysely<Database>) {
+  constructor(db: Kysely<Database>, dialect: Dialect) {
     this.#db = db;
+    this.#oneTransaction = dialect === 'sqlite';
   }
 
   record(secretId: string, version: number, principal: string, at: number): void {
@@ -59,36 +63,15 @@ export class ReadTally {
   }
 
   async #write(): Promise<void> {
-    const pending = [...this.#tallies.values()];
+    const all = [...this.#tallies.values()];
     this.#tallies = new Map();
+    const pending = [...all];
     try {
-      while (pending.length > 0) {
-        const chunk = pending.slice(0, BATCH);
-        await this.#db
-          .insertInto('secret_reads')
-          .values(
-            chunk.map((t) => ({
-              secret_id: t.secretId,
-              version: t.version,
-              principal: t.principal,
-              minute: new Date(t.minute).toISOString(),
-              count: t.count,
-              last_read_at: new Date(t.last).toISOString(),
-            })),
-          )
-          .onConflict((oc) =>
-            oc.columns(['secret_id', 'version', 'principal', 'minute']).doUpdateSet({
-              count: sql<number>`secret_reads.count + excluded.count`,
-              last_read_at: sql<string>`case when excluded.last_read_at > secret_reads.last_read_at then excluded.last_read_at else secret_reads.last_read_at end`,
-            }),
-          )
-          .execute();
-        pending.splice(0, chunk.length);
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+      if (this.#oneTransaction) await this.#db.transaction().execute((trx) => writeChunks(trx, pending));
+      else await writeChunks(this.#db, pending);
     } catch (error) {
-      // Put back what was not written so a later flush writes it.
-      for (const t of pending) {
+      // Put back what was not written (all of it when the transaction rolled back).
+      for (const t of this.#oneTransaction ? all : pending) {
         const key = tallyKey(t.secretId, t.version, t.principal, t.minute);
         const newer = this.#tallies.get(key);
         if (newer === undefined) this.#tallies.set(key, t);
@@ -99,6 +82,34 @@ export class ReadTally {
       }
       throw error;
     }
+  }
+}
+
+/** Upserts tallies in chunks, yielding between statements; written chunks leave `pending`. */
+async function writeChunks(executor: Kysely<Database> | Transaction<Database>, pending: Tally[]): Promise<void> {
+  while (pending.length > 0) {
+    const chunk = pending.slice(0, BATCH);
+    await executor
+      .insertInto('secret_reads')
+      .values(
+        chunk.map((t) => ({
+          secret_id: t.secretId,
+          version: t.version,
+          principal: t.principal,
+          minute: new Date(t.minute).toISOString(),
+          count: t.count,
+          last_read_at: new Date(t.last).toISOString(),
+        })),
+      )
+      .onConflict((oc) =>
+        oc.columns(['secret_id', 'version', 'principal', 'minute']).doUpdateSet({
+          count: sql<number>`secret_reads.count + excluded.count`,
+          last_read_at: sql<string>`case when excluded.last_read_at > secret_reads.last_read_at then excluded.last_read_at else secret_reads.last_read_at end`,
+        }),
+      )
+      .execute();
+    pending.splice(0, chunk.length);
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 

@@ -182,7 +182,7 @@ export class SecretService {
   constructor(deps: SecretServiceDeps) {
     this.#deps = deps;
     this.#config = { ...DEFAULT_SECRET_POLICY, ...deps.config };
-    this.reads = new ReadTally(deps.db);
+    this.reads = new ReadTally(deps.db, deps.dialect);
     this.changes = new ChangeFeed(deps.db, 'sec_', (id) => this.#invalidate(id));
     deps.kek.onRetired(() => this.#clearCache());
   }
