@@ -5,6 +5,7 @@ import { DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../keys/index.js';
 import { isPostgresUrl } from '../store/index.js';
 import { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
 import { resolveKekConfig, type KekConfig } from './kek-config.js';
+import type { RotationEngineConfig } from '../rotation/index.js';
 
 export { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT };
 
@@ -21,6 +22,8 @@ export interface AppConfig {
   readonly kek: KekConfig;
   /** Answer verify calls in the fast lane in front of Fastify (`KEYSMITH_FAST_VERIFY=0` turns it off). */
   readonly fastVerify: boolean;
+  /** Rotation engine timings (KEYSMITH_ROTATION_*_MS) and whether this server schedules runs. */
+  readonly rotation: Partial<RotationEngineConfig>;
 }
 
 export interface ConfigInput {
@@ -56,6 +59,7 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
     trustProxy: env.KEYSMITH_TRUST_PROXY === '1',
     kek: resolveKekConfig(env),
     fastVerify: env.KEYSMITH_FAST_VERIFY !== '0',
+    rotation: rotationSettings(env),
   };
 }
 
@@ -68,6 +72,31 @@ export function parseAddr(text: string): { host: string; port: number } {
     throw new ConfigError(`--addr "${text}" is not host:port (for example 127.0.0.1:7370)`);
   }
   return { host: (match[1] ?? DEFAULT_HOST).replace(/^\[|\]$/g, ''), port };
+}
+
+/** Engine timings in milliseconds from the environment; mostly for tests and drills. */
+function rotationSettings(env: NodeJS.ProcessEnv): Partial<RotationEngineConfig> {
+  const ms = (name: string): number | undefined => {
+    const text = env[`KEYSMITH_ROTATION_${name}_MS`];
+    if (text === undefined) return undefined;
+    if (!/^[1-9][0-9]{0,9}$/.test(text)) throw new ConfigError(`KEYSMITH_ROTATION_${name}_MS must be a whole number of milliseconds`);
+    return Number(text);
+  };
+  const out: { -readonly [K in keyof RotationEngineConfig]?: RotationEngineConfig[K] } = {};
+  const tick = ms('TICK');
+  const lease = ms('LEASE');
+  const retry = ms('RETRY');
+  const maxBackoff = ms('MAX_BACKOFF');
+  const traffic = ms('TRAFFIC_CHECK');
+  const check = ms('CHECK_INTERVAL');
+  if (tick !== undefined) out.tickMs = tick;
+  if (lease !== undefined) out.leaseMs = lease;
+  if (retry !== undefined) out.retryBaseMs = retry;
+  if (maxBackoff !== undefined) out.maxBackoffMs = maxBackoff;
+  if (traffic !== undefined) out.trafficCheckMs = traffic;
+  if (check !== undefined) out.checks = { intervalMs: check, timeoutMs: Math.max(check * 4, 2000) };
+  if (env.KEYSMITH_ROTATION_SCHEDULER === '0') out.scheduler = false;
+  return out;
 }
 
 function durationSetting(text: string | undefined, name: string, fallback: number): number {

@@ -41,6 +41,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       secrets: services.secrets,
       kek: services.kek,
       rotationPolicies: services.rotationPolicies,
+      rotation: services.rotation,
       store: services.store,
       clock: services.clock,
       random: services.random,
@@ -58,6 +59,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
     await services.secrets.start();
     services.kek.start();
     await app.listen({ host: config.host, port: config.port });
+    services.rotation.start();
   } catch (error) {
     await services.close();
     throw error;

@@ -3,7 +3,7 @@ import { createKeyHasher, deriveSecret, secureRandom, type KekProvider } from '.
 import { openKekProvider } from './kek-config.js';
 import { KeyService } from '../keys/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
-import { RotationPolicyService } from '../rotation/index.js';
+import { createRotationModule, type RotationEngine, type RotationPolicyService, type ConnectorRegistry } from '../rotation/index.js';
 import { createStore, type Store } from '../store/index.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { RandomBytes } from '../shared/ids.js';
@@ -16,6 +16,8 @@ export interface Services {
   readonly secrets: SecretService;
   readonly kek: KekService;
   readonly rotationPolicies: RotationPolicyService;
+  readonly rotation: RotationEngine;
+  readonly connectors: ConnectorRegistry;
   readonly clock: Clock;
   readonly random: RandomBytes;
   close(): Promise<void>;
@@ -69,8 +71,16 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     // The local provider's master key is in this process: caching opened values exposes nothing new.
     config: { cacheOpenedValues: kekProvider.id === 'local', ...options.secretPolicy },
   });
-  // A policy's overlap may not outlast what the key class allows a key to live.
-  const rotationPolicies = new RotationPolicyService({ db: store.db, clock, limits: { maxOverlapMs: keys.config.maxTtlMs } });
+  const rotationModule = createRotationModule({
+    db: store.db,
+    dialect: store.dialect,
+    clock,
+    random,
+    keys,
+    secrets,
+    runSecret: deriveSecret(masterKey, 'rotation-run:v1'),
+    engine: config.rotation,
+  });
   try {
     if (options.migrate !== false) await kek.initialise();
   } catch (error) {
@@ -83,10 +93,13 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     keys,
     secrets,
     kek,
-    rotationPolicies,
+    rotationPolicies: rotationModule.policies,
+    rotation: rotationModule.engine,
+    connectors: rotationModule.connectors,
     clock,
     random,
     async close() {
+      await rotationModule.engine.stop().catch(() => undefined);
       await kek.stop().catch(() => undefined);
       await secrets.stop().catch(() => undefined);
       await keys.stop().catch(() => undefined);

@@ -68,6 +68,15 @@ export const PolicyHealthCheck = Type.Object(
   strict,
 );
 
+export const PolicyDeployHook = Type.Object(
+  {
+    url: Type.Optional(Type.String({ maxLength: 2000, description: 'POSTed a JSON notice; a 2xx answer means consumers were told' })),
+    command: Type.Optional(Type.Array(Type.String({ maxLength: 1000 }), { minItems: 1, maxItems: 50, description: 'A program and its arguments; given the notice as JSON on standard input' })),
+    timeout: Type.Optional(DurationText),
+  },
+  { ...strict, description: 'Tells consumers a new credential is current (a rolling deploy): exactly one of url or command' },
+);
+
 export const RotationPolicySpec = Type.Object(
   {
     name: PolicyName,
@@ -76,6 +85,7 @@ export const RotationPolicySpec = Type.Object(
     schedule: PolicySchedule,
     overlap: DurationText,
     connector: PolicyConnector,
+    deployHook: Type.Optional(PolicyDeployHook),
     healthChecks: Type.Optional(Type.Array(PolicyHealthCheck, { maxItems: 20 })),
     quietPeriod: Type.Optional(DurationText),
     onOverlapEnd: Type.Optional(oneOf(OVERLAP_END_ACTIONS)),

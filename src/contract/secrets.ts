@@ -90,6 +90,7 @@ export const SecretVersionSchema = Type.Object({
   createdBy: Type.String(),
   destroyedAt: Nullable(Type.String()),
   kekVersion: Type.Integer(),
+  vendorId: Nullable(Type.String({ description: "The vendor's id for the credential, when a rotation connector made it" })),
 });
 export type SecretVersionWire = Static<typeof SecretVersionSchema>;
 

@@ -9,10 +9,10 @@ import type { KeyHasher } from '../crypto/index.js';
 import type { Database, ApiKeysTable, Dialect } from '../store/index.js';
 import { AppError } from '../shared/errors.js';
 import { parseDuration, formatDuration } from '../shared/duration.js';
-import type { RandomBytes } from '../shared/ids.js';
+import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
 import { hasScope, isManagementScope, missingScopes, MANAGEMENT_SCOPES } from '../policy/index.js';
-import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, type KeyEnv } from './key-format.js';
+import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, formatKey, type KeyEnv } from './key-format.js';
 import { newKeyRow } from './key-row.js';
 import { normaliseCidr } from './ip-allowlist.js';
 import { toKeyRecord, type KeyKind, type KeyRecord, type KeyStatus } from './key-record.js';
@@ -315,7 +315,12 @@ export class KeyService {
     };
   }
 
-  async rotate(ctx: ActorContext, keyId: string, input: RotateKeyInput, target: KeyTarget = SERVICE_TARGET): Promise<RotatedKey> {
+  /**
+   * Rotates a key. `options.random` draws the successor's id and secret: a rotation run passes a
+   * source derived from its run id, so a run resumed after a crash can re-derive the key it made
+   * (see `replayRotation`) instead of losing a value that is shown only once.
+   */
+  async rotate(ctx: ActorContext, keyId: string, input: RotateKeyInput, target: KeyTarget = SERVICE_TARGET, options: { random?: RandomBytes } = {}): Promise<RotatedKey> {
     const { config } = this.#deps;
     const overlapMs = input.overlap === undefined ? config.defaultOverlapMs : parseDuration(input.overlap, 'overlap');
     if (overlapMs > config.maxTtlMs) {
@@ -326,7 +331,7 @@ export class KeyService {
       const lifetime = Math.min(Date.parse(old.expires_at) - Date.parse(old.created_at), config.maxTtlMs);
       const expiresAt = input.ttl !== undefined || input.expiresAt !== undefined ? this.#expiry(input, now) : iso(now + lifetime);
       const graceEndsAt = iso(Math.min(Date.parse(old.expires_at), now + overlapMs));
-      const { key, row } = newKeyRow(old, { expiresAt, createdAt: iso(now), createdBy: ctx.actor, replaces: old.id }, this.#deps);
+      const { key, row } = newKeyRow(old, { expiresAt, createdAt: iso(now), createdBy: ctx.actor, replaces: old.id }, { hasher: this.#deps.hasher, random: options.random ?? this.#deps.random });
       const successorId = row.id;
       await trx.insertInto('api_keys').values(row).execute();
       const labels = await this.#labelsFor(trx, [old.id]);
@@ -361,6 +366,65 @@ export class KeyService {
       return { value: undefined, audit: [{ action: `${auditNoun(old.kind)}.revoked`, target: old.id, data: { reason: reason ?? null } }] };
     });
     return this.get(keyId, target.kind);
+  }
+
+  /**
+   * The successor an earlier `rotate(…, { random })` made with the same random source, with its
+   * key re-derived; undefined when the key was not rotated that way.
+   */
+  async replayRotation(keyId: string, random: RandomBytes): Promise<RotatedKey | undefined> {
+    const old = await this.#deps.db.selectFrom('api_keys').selectAll().where('id', '=', keyId).executeTakeFirst();
+    if (!old || old.kind !== 'service' || old.replaced_by === null) return undefined;
+    const idBody = newKeyIdBody(random);
+    if (old.replaced_by !== `key_${idBody}`) return undefined;
+    const key = formatKey(old.prefix, old.env, idBody, random);
+    const [record, previous] = await Promise.all([this.get(old.replaced_by), this.get(keyId)]);
+    return { key, record, previous };
+  }
+
+  /**
+   * Undoes a rotation: the successor is revoked and the old key is no longer superseded, so it
+   * stays valid to its own expiry. Calling it again after it has happened changes nothing.
+   */
+  async undoRotation(ctx: ActorContext, keyId: string, successorId: string, reason: string): Promise<KeyRecord> {
+    await this.#change(ctx, keyId, SERVICE_TARGET, async (trx, old, now) => {
+      const audit: AuditEventInput[] = [];
+      if (old.replaced_by === successorId) {
+        await trx.updateTable('api_keys').set({ replaced_by: null, grace_ends_at: null, updated_at: iso(now) }).where('id', '=', old.id).execute();
+        audit.push({ action: 'key.rotation.undone', target: old.id, data: { successor: successorId, reason } });
+      } else if (old.replaced_by !== null) {
+        throw new AppError('ERR_KEY_SUPERSEDED', `key ${old.id} was rotated to ${old.replaced_by}, not ${successorId}`);
+      }
+      const revoked = await trx
+        .updateTable('api_keys')
+        .set({ revoked_at: iso(now), revoke_reason: reason, updated_at: iso(now) })
+        .where('id', '=', successorId)
+        .where('replaces', '=', old.id)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(revoked.numUpdatedRows) === 1) audit.push({ action: 'key.revoked', target: successorId, data: { reason } });
+      return { value: undefined, audit, alsoInvalidate: [successorId] };
+    });
+    return this.get(keyId);
+  }
+
+  /** Moves the end of a superseded key's overlap to `until` (never past the key's own expiry). */
+  async extendGrace(ctx: ActorContext, keyId: string, until: string, reason: string): Promise<KeyRecord> {
+    await this.#change(ctx, keyId, SERVICE_TARGET, async (trx, old, now) => {
+      assertNotRevoked(old);
+      if (old.replaced_by === null || old.grace_ends_at === null) throw new AppError('ERR_KEY_NOT_SUPERSEDED', `key ${old.id} is not in a rotation overlap`);
+      const graceEndsAt = until < old.expires_at ? until : old.expires_at;
+      if (graceEndsAt <= old.grace_ends_at) return { value: undefined, audit: [] };
+      await trx.updateTable('api_keys').set({ grace_ends_at: graceEndsAt, updated_at: iso(now) }).where('id', '=', old.id).execute();
+      return { value: undefined, audit: [{ action: 'key.overlap.extended', target: old.id, data: { from: old.grace_ends_at, to: graceEndsAt, reason } }] };
+    });
+    return this.get(keyId);
+  }
+
+  /** When each key was last verified (any outcome), after flushing this server's pending use. */
+  async lastUsed(ids: readonly string[]): Promise<Map<string, string>> {
+    await this.usage.flush({ force: true });
+    return this.#lastUseFor(this.#deps.db, [...ids]);
   }
 
   async disable(ctx: ActorContext, keyId: string): Promise<KeyRecord> {

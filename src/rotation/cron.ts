@@ -106,3 +106,21 @@ export function smallestCronGapMs(fields: CronFields): number | undefined {
   if (firingDays === 0) return undefined;
   return gap === Infinity ? SPAN_DAYS * DAY_MS : gap * 60_000;
 }
+
+/**
+ * The latest firing at or before `atMs` (UTC), looking back at most `lookbackMs`; undefined when
+ * there is none in that span. The scheduler asks it for the firing whose window is open.
+ */
+export function latestFiring(fields: CronFields, atMs: number, lookbackMs: number): number | undefined {
+  const dayStart = (ms: number) => ms - (ms % DAY_MS);
+  const earliest = atMs - lookbackMs;
+  const minutesDesc = fields.hours.flatMap((hour) => fields.minutes.map((minute) => hour * 60 + minute)).sort((a, b) => b - a);
+  for (let day = dayStart(atMs); day >= dayStart(earliest); day -= DAY_MS) {
+    if (!dayMatches(fields, new Date(day))) continue;
+    for (const minute of minutesDesc) {
+      const at = day + minute * 60_000;
+      if (at <= atMs) return at >= earliest ? at : undefined;
+    }
+  }
+  return undefined;
+}

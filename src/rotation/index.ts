@@ -10,6 +10,7 @@ export {
   type PolicyCheck,
   type PolicySetCheck,
   type PolicyValidator,
+  type ConnectorSettingsCheck,
 } from './policy.js';
 export { parseCron, smallestCronGapMs, type CronFields, type CronParse } from './cron.js';
 export { parsePolicyFile, MAX_POLICY_FILE_BYTES, type FileProblem, type PolicyFileResult } from './policy-file.js';
@@ -22,3 +23,7 @@ export {
   type DeletedPolicy,
 } from './policy-service.js';
 export * from './connectors/index.js';
+export { RotationEngine, DEFAULT_ENGINE_CONFIG, type RotationEngineConfig, type RotationEngineDeps, type TriggerInput, type ListRunsFilter, type RotationStats } from './runs/engine.js';
+export * from './runs/run-model.js';
+export { createRotationModule, derivedRandom, type RotationModule, type RotationModuleDeps } from './setup.js';
+export { latestFiring } from './cron.js';

@@ -11,12 +11,14 @@ import type { Database, RotationPoliciesTable } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import { AppError } from '../shared/errors.js';
 import { changedFields } from './plan.js';
-import { createPolicyValidator, type PolicyLimits, type PolicyValidator, type RotationPolicy } from './policy.js';
+import { createPolicyValidator, type ConnectorSettingsCheck, type PolicyLimits, type PolicyValidator, type RotationPolicy } from './policy.js';
 
 export interface RotationPolicyServiceDeps {
   readonly db: Kysely<Database>;
   readonly clock: Clock;
   readonly limits: PolicyLimits;
+  /** Checks connector settings (the connector registry); without it only shapes and safety are checked. */
+  readonly connectors?: ConnectorSettingsCheck;
 }
 
 export interface RotationPolicyRecord {
@@ -48,7 +50,7 @@ export class RotationPolicyService {
 
   constructor(deps: RotationPolicyServiceDeps) {
     this.#deps = deps;
-    this.#validator = createPolicyValidator(deps.limits);
+    this.#validator = createPolicyValidator(deps.limits, deps.connectors);
   }
 
   get limits(): PolicyLimits {

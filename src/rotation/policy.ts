@@ -57,12 +57,21 @@ const KEY_ID_RE = /^key_[0-9A-Za-z]{22}$/;
 const SECRET_PATH_RE = new RegExp(SECRET_PATH_PATTERN);
 const KEY_CONNECTORS: ReadonlySet<ConnectorType> = new Set(['keysmith-key']);
 
-export function createPolicyValidator(limits: PolicyLimits): PolicyValidator {
+/** What the validator asks of the connector registry: the settings problems of a connector block. */
+export interface ConnectorSettingsCheck {
+  validate(type: unknown, settings: unknown): string[];
+}
+
+export function createPolicyValidator(limits: PolicyLimits, connectors?: ConnectorSettingsCheck): PolicyValidator {
   const ajv = new Ajv({ allErrors: true, strict: false, coerceTypes: false, useDefaults: false });
   const shape = ajv.compile<RotationPolicySpecWire>(RotationPolicySpec);
   const check = (input: unknown): PolicyCheck => {
     if (!shape(input)) return { ok: false, problems: shapeProblems(shape) };
     const problems = safetyProblems(input, limits);
+    // Settings are judged only for a connector that fits the target: otherwise the type is the problem.
+    if (connectors !== undefined && !problems.some((problem) => problem.path[0] === 'connector' && problem.path[1] === 'type')) {
+      for (const message of connectors.validate(input.connector.type, input.connector.settings ?? {})) problems.push({ path: ['connector', 'settings'], message });
+    }
     return problems.length > 0 ? { ok: false, problems } : { ok: true, policy: normalisePolicy(input) };
   };
   return {
@@ -156,6 +165,12 @@ function safetyProblems(spec: RotationPolicySpecWire, limits: PolicyLimits): Pol
     if (!wantsKey && targetKind !== 'secret') refuse(['connector', 'type'], `connector ${connector} rotates secrets; a key target needs keysmith-key`);
   }
 
+  if (spec.deployHook !== undefined) {
+    const { url, command, timeout } = spec.deployHook;
+    if ((url === undefined) === (command === undefined)) refuse(['deployHook'], 'deployHook needs exactly one of url or command');
+    else if (url !== undefined && !isHttpUrl(url)) refuse(['deployHook', 'url'], 'deployHook.url must be an http or https URL');
+    duration(['deployHook', 'timeout'], timeout);
+  }
   (spec.healthChecks ?? []).forEach((check, index) => {
     if (!isHttpUrl(check.url)) refuse(['healthChecks', index, 'url'], `healthChecks.${index}.url must be an http or https URL`);
     duration(['healthChecks', index, 'within'], check.within);

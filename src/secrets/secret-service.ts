@@ -79,6 +79,8 @@ export interface PutSecretInput {
   readonly labels?: Readonly<Record<string, string>> | undefined;
   readonly expiresAt?: string | null | undefined;
   readonly maxVersions?: number | undefined;
+  /** The vendor's id for the credential (rotation connectors); metadata, never secret. */
+  readonly vendorId?: string | undefined;
 }
 
 export interface PutSecretResult {
@@ -114,6 +116,7 @@ export interface SecretVersionInfo {
   readonly createdBy: string;
   readonly destroyedAt: string | null;
   readonly kekVersion: number;
+  readonly vendorId: string | null;
 }
 
 export interface SecretReadResult {
@@ -251,7 +254,7 @@ export class SecretService {
           const envelope = await sealEnvelope(kek.provider, kekVersion, encoded.bytes, valueAad(row.id, version, encoded.type), this.#deps.random);
           await trx
             .insertInto('secret_versions')
-            .values(versionRow(row.id, version, encoded.type, envelope, { requestToken: input.requestToken ?? null, digest, at: now, by: ctx.actor }))
+            .values(versionRow(row.id, version, encoded.type, envelope, { requestToken: input.requestToken ?? null, digest, at: now, by: ctx.actor, vendorId: input.vendorId ?? null }))
             .execute();
           await trx.updateTable('secrets').set({ latest_version: version, updated_at: now }).where('id', '=', row.id).execute();
           const stage = input.stage ?? 'current';
@@ -297,6 +300,14 @@ export class SecretService {
       if (previous === undefined) throw new AppError('ERR_SECRET_NO_PREVIOUS', `${path} has no previous version to roll back to`);
       return { current: previous, previous: stages.get('current') ?? null };
     });
+  }
+
+  /**
+   * Takes `pending` off `version` (a rotation that failed before promote); a no-op when pending
+   * is already elsewhere or gone, so a resumed run can call it again.
+   */
+  discardPending(ctx: ActorContext, path: string, version: number): Promise<SecretMetadata> {
+    return this.#moveStages(ctx, path, undefined, 'secret.pending.discarded', (stages): Record<string, number | null> => (stages.get('pending') === version ? { pending: null } : {}));
   }
 
   /** Puts a custom stage on a version, or takes it off (`version: null`). */
@@ -686,7 +697,7 @@ export function versionRow(
   version: number,
   type: ValueType,
   envelope: Envelope,
-  made: { readonly requestToken: string | null; readonly digest: string | null; readonly at: string; readonly by: string },
+  made: { readonly requestToken: string | null; readonly digest: string | null; readonly at: string; readonly by: string; readonly vendorId?: string | null },
 ): SecretVersionsTable {
   return {
     secret_id: secretId,
@@ -703,6 +714,7 @@ export function versionRow(
     created_at: made.at,
     created_by: made.by,
     destroyed_at: null,
+    vendor_id: made.vendorId ?? null,
   };
 }
 
@@ -729,7 +741,7 @@ async function stagesOfMany(executor: Executor, ids: readonly string[]): Promise
 async function versionsOf(executor: Executor, secretId: string, stages: ReadonlyMap<string, number>): Promise<SecretVersionInfo[]> {
   const rows = await executor
     .selectFrom('secret_versions')
-    .select(['version', 'created_at', 'created_by', 'destroyed_at', 'kek_version'])
+    .select(['version', 'created_at', 'created_by', 'destroyed_at', 'kek_version', 'vendor_id'])
     .where('secret_id', '=', secretId)
     .orderBy('version', 'desc')
     .execute();
@@ -740,6 +752,7 @@ async function versionsOf(executor: Executor, secretId: string, stages: Readonly
     createdBy: row.created_by,
     destroyedAt: row.destroyed_at,
     kekVersion: Number(row.kek_version),
+    vendorId: row.vendor_id,
   }));
 }
 

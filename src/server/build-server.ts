@@ -8,7 +8,7 @@ import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { KeyService } from '../keys/index.js';
 import type { KekService, SecretService } from '../secrets/index.js';
-import type { RotationPolicyService } from '../rotation/index.js';
+import type { RotationPolicyService, RotationEngine } from '../rotation/index.js';
 import type { Store } from '../store/index.js';
 import { requestIdGenerator, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
@@ -61,6 +61,7 @@ export interface ServerDeps {
   readonly secrets: SecretService;
   readonly kek: KekService;
   readonly rotationPolicies: RotationPolicyService;
+  readonly rotation: RotationEngine;
   readonly store: Store;
   readonly clock: Clock;
   readonly random: RandomBytes;
@@ -124,6 +125,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     secrets: deps.secrets,
     kek: deps.kek,
     rotationPolicies: deps.rotationPolicies,
+    rotation: deps.rotation,
     store: deps.store,
     clock: deps.clock,
     metrics,

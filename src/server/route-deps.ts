@@ -3,7 +3,7 @@ import type { onRequestHookHandler } from 'fastify';
 import type { KekService, SecretService } from '../secrets/index.js';
 import type { ScopeRequirement } from './plugins/auth.js';
 import type { KeyService } from '../keys/index.js';
-import type { RotationPolicyService } from '../rotation/index.js';
+import type { RotationPolicyService, RotationEngine } from '../rotation/index.js';
 import type { Store } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import type { ServerMetrics } from './plugins/metrics.js';
@@ -14,6 +14,7 @@ export interface RouteDeps {
   readonly secrets: SecretService;
   readonly kek: KekService;
   readonly rotationPolicies: RotationPolicyService;
+  readonly rotation: RotationEngine;
   readonly store: Store;
   readonly clock: Clock;
   readonly metrics: ServerMetrics;

@@ -9,5 +9,9 @@ export type {
   SecretVersionsTable,
   KekVersionsTable,
   RotationPoliciesTable,
+  RotationRunsTable,
+  RotationRunStepsTable,
+  RotationRevocationsTable,
+  LeasesTable,
 } from './schema.js';
 export { migrations } from './migrations/index.js';

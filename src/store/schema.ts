@@ -109,6 +109,8 @@ export interface SecretVersionsTable {
   created_at: string;
   created_by: string;
   destroyed_at: string | null;
+  /** The vendor's id for the credential this version holds (set by rotation connectors), or null. */
+  vendor_id: string | null;
 }
 
 export interface SecretStagesTable {
@@ -146,6 +148,71 @@ export interface RotationPoliciesTable {
   updated_by: string;
 }
 
+export interface RotationRunsTable {
+  id: string;
+  policy: string | null;
+  policy_version: number | null;
+  /** JSON of the policy the run follows, as it was when the run started. */
+  spec: string;
+  target_kind: 'key' | 'secret';
+  /** A key id or a secret path. */
+  target: string;
+  trigger: string;
+  reason: string | null;
+  scheduled_for: string | null;
+  status: string;
+  step: string;
+  /** JSON of what the run has learnt so far (versions, vendor ids, key ids); never a secret. */
+  state: string;
+  attempts: number;
+  next_at: string;
+  lease_owner: string | null;
+  lease_until: string | null;
+  active_target: string | null;
+  error: string | null;
+  created_at: string;
+  created_by: string;
+  updated_at: string;
+  promoted_at: string | null;
+  finished_at: string | null;
+}
+
+export interface RotationRunStepsTable {
+  run_id: string;
+  seq: number;
+  step: string;
+  outcome: string;
+  started_at: string;
+  finished_at: string;
+  /** JSON object of flat fields: health-check answers, vendor ids; never a secret. */
+  evidence: string;
+  error: string | null;
+}
+
+export interface RotationRevocationsTable {
+  id: string;
+  run_id: string;
+  /** `old` after a rotation, `new` after a rollback or a discarded run. */
+  which: string;
+  /** JSON of what names the credential: key id, vault version, vendor id; never its value. */
+  credential: string;
+  status: string;
+  not_before: string;
+  next_at: string;
+  attempts: number;
+  last_error: string | null;
+  lease_owner: string | null;
+  lease_until: string | null;
+  created_at: string;
+  done_at: string | null;
+}
+
+export interface LeasesTable {
+  name: string;
+  owner: string;
+  expires_at: string;
+}
+
 export interface Database {
   api_keys: ApiKeysTable;
   key_labels: KeyLabelsTable;
@@ -159,5 +226,9 @@ export interface Database {
   secret_reads: SecretReadsTable;
   kek_versions: KekVersionsTable;
   rotation_policies: RotationPoliciesTable;
+  rotation_runs: RotationRunsTable;
+  rotation_run_steps: RotationRunStepsTable;
+  rotation_revocations: RotationRevocationsTable;
+  leases: LeasesTable;
 }
 

@@ -11,7 +11,7 @@ function secretPolicy(name: string, extra: Record<string, unknown> = {}): Record
     target: { secret: `payments/${name}/api-key` },
     schedule: { cron: '0 3 * * 1', window: '2h' },
     overlap: '2d',
-    connector: { type: 'http', settings: { url: 'https://rotate.internal/stripe', tokenPath: 'ops/rotator-token', password: 'hunter2-not-a-secret-store' } },
+    connector: { type: 'command', settings: { command: '/opt/rotate/stripe', args: ['--token-path', 'ops/rotator-token'], env: { NOTE: 'hunter2-not-a-secret-store' } } },
     ...extra,
   };
 }
@@ -90,9 +90,9 @@ describeEachDialect('/v1/rotation/policies', (dialect) => {
       await ctx().request({ method: 'DELETE', url: url(name) });
       const events = await auditAfter(ctx(), head);
       expect(events.map((event) => [event.action, event.target, event.data])).toEqual([
-        ['rotation.policy.created', `rotation-policy:${name}`, { name, version: 1, target: 'secret', connector: 'http' }],
-        ['rotation.policy.updated', `rotation-policy:${name}`, { name, version: 2, target: 'secret', connector: 'http', changes: ['overlap'] }],
-        ['rotation.policy.deleted', `rotation-policy:${name}`, { name, version: 2, target: 'secret', connector: 'http' }],
+        ['rotation.policy.created', `rotation-policy:${name}`, { name, version: 1, target: 'secret', connector: 'command' }],
+        ['rotation.policy.updated', `rotation-policy:${name}`, { name, version: 2, target: 'secret', connector: 'command', changes: ['overlap'] }],
+        ['rotation.policy.deleted', `rotation-policy:${name}`, { name, version: 2, target: 'secret', connector: 'command' }],
       ]);
       expect(JSON.stringify(events)).not.toContain('hunter2');
       expect(JSON.stringify(events)).not.toContain('rotate.internal');
@@ -192,7 +192,7 @@ describeEachDialect('/v1/rotation/policies', (dialect) => {
       const record = (await ctx().request({ method: 'GET', url: url(name) })).json() as RotationPolicyRecordWire;
       expect(Object.keys(record).sort()).toEqual(['createdAt', 'createdBy', 'name', 'policy', 'updatedAt', 'updatedBy', 'version']);
       // Settings are stored and answered as given: they name vault paths, and are the operator's to keep clean.
-      expect(record.policy.connector.settings).toEqual({ url: 'https://rotate.internal/stripe', tokenPath: 'ops/rotator-token', password: 'hunter2-not-a-secret-store' });
+      expect(record.policy.connector.settings).toEqual({ command: '/opt/rotate/stripe', args: ['--token-path', 'ops/rotator-token'], env: { NOTE: 'hunter2-not-a-secret-store' } });
     });
   });
 });

@@ -98,7 +98,7 @@ describeEachDialect('reading secrets', (dialect) => {
       const body = res.json() as SecretVersionsWire;
       expect(body.secret).toMatchObject({ path, currentVersion: 3, stages: { current: 3, previous: 2 } });
       expect(body.versions.map((v) => v.version)).toEqual([3, 2, 1]);
-      expect(body.versions[0]).toEqual({ version: 3, stages: ['current'], createdAt: expect.any(String), createdBy: idOf(ctx().rootToken), destroyedAt: null, kekVersion: expect.any(Number) });
+      expect(body.versions[0]).toEqual({ version: 3, stages: ['current'], createdAt: expect.any(String), createdBy: idOf(ctx().rootToken), destroyedAt: null, kekVersion: expect.any(Number), vendorId: null });
       expect(res.body).not.toContain('value-');
     });
 

@@ -223,6 +223,7 @@ describeEachDialect('security of the /v1 routes', (dialect) => {
         secrets: ctx().secrets,
         kek: ctx().kek,
         rotationPolicies: ctx().rotationPolicies,
+        rotation: ctx().rotation,
         store: ctx().store,
         clock: ctx().clock,
         random: secureRandom,

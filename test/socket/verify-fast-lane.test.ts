@@ -112,6 +112,7 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
       secrets: ctx.secrets,
       kek: ctx.kek,
       rotationPolicies: ctx.rotationPolicies,
+      rotation: ctx.rotation,
       store: ctx.store,
       clock: ctx.clock,
       // The same seed on both servers: request ids must stay in step.

@@ -7,7 +7,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../../src/keys/index.js';
 import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../../src/crypto/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../../src/secrets/index.js';
-import { RotationPolicyService } from '../../src/rotation/index.js';
+import { createRotationModule, type RotationEngine, type RotationEngineConfig, type RotationPolicyService, type Connector } from '../../src/rotation/index.js';
 import { buildServer, createMetrics } from '../../src/server/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
@@ -23,6 +23,8 @@ export interface TestContext {
   readonly secrets: SecretService;
   readonly kek: KekService;
   readonly rotationPolicies: RotationPolicyService;
+  /** The run engine; not started (tests call `tick()`), unless `startEngine`. */
+  readonly rotation: RotationEngine;
   readonly app: FastifyInstance;
   /** A management token with scope `*`. */
   readonly rootToken: string;
@@ -47,7 +49,22 @@ export interface TestContextOptions {
   readonly secretPolicy?: Partial<SecretPolicyConfig>;
   /** The KEK provider; the local one under TEST_MASTER_KEY by default. */
   readonly kekProvider?: KekProvider;
+  /** Engine settings; by default quick retries and checks, and no scheduler. */
+  readonly engine?: Partial<RotationEngineConfig>;
+  /** Extra connectors (a test may replace a built-in). */
+  readonly connectors?: readonly Connector[];
 }
+
+/** Engine timings for tests: retries and checks in milliseconds, not minutes. */
+export const TEST_ENGINE_CONFIG: Partial<RotationEngineConfig> = {
+  tickMs: 50,
+  leaseMs: 2000,
+  retryBaseMs: 10,
+  maxBackoffMs: 50,
+  trafficCheckMs: 1000,
+  checks: { intervalMs: 5, timeoutMs: 2000 },
+  scheduler: false,
+};
 
 export async function createTestContext(dialect: Dialect, options: TestContextOptions = {}): Promise<TestContext> {
   const testStore = await createTestStore(dialect);
@@ -71,8 +88,20 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     digestKey: deriveSecret(TEST_MASTER_KEY, 'secret-digest:v1'),
     config: options.secretPolicy ?? {},
   });
-  const rotationPolicies = new RotationPolicyService({ db: testStore.store.db, clock, limits: { maxOverlapMs: keys.config.maxTtlMs } });
-  const app = await buildServer({ keys, secrets, kek, rotationPolicies, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }) });
+  const rotationModule = createRotationModule({
+    db: testStore.store.db,
+    dialect,
+    clock,
+    random: secureRandom,
+    keys,
+    secrets,
+    runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
+    engine: { ...TEST_ENGINE_CONFIG, ...options.engine },
+    ...(options.connectors ? { connectors: options.connectors } : {}),
+  });
+  const rotationPolicies = rotationModule.policies;
+  const rotation = rotationModule.engine;
+  const app = await buildServer({ keys, secrets, kek, rotationPolicies, rotation, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }) });
   const root = await keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['*'], owner: 'root', ttl: '90d' });
   const context: TestContext = {
     dialect,
@@ -82,6 +111,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     secrets,
     kek,
     rotationPolicies,
+    rotation,
     app,
     rootToken: root.key,
     rootTokenId: root.record.id,
@@ -103,6 +133,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
       });
     },
     async close() {
+      await rotation.stop().catch(() => undefined);
       await app.close();
       await keys.usage.stop().catch(() => undefined);
       await kek.stop().catch(() => undefined);

@@ -22,6 +22,8 @@ export interface ConnectorContext {
    * revoke it.
    */
   readonly current?: Credential;
+  /** The policy's overlap (a duration), for connectors that keep the old credential valid themselves. */
+  readonly overlap?: string;
   /** Reads a vault value (admin credentials); the connector never logs it. */
   readonly readSecret: (path: string) => Promise<CredentialValue>;
   /** Cancels the step (the run is being stopped); the connector gives up promptly. */

@@ -38,8 +38,7 @@ export {
 } from './postgres-connector.js';
 export {
   createConnectorRegistry,
-  CONNECTOR_TYPES,
-  type ConnectorType,
   type ConnectorRegistry,
   type ConnectorRegistryDeps,
 } from './registry.js';
+export { KeysmithKeyConnector, type KeysmithKeyConnectorDeps } from './keysmith-key-connector.js';

@@ -9,8 +9,6 @@ import type { Connector } from './connector.js';
 import { HttpConnector } from './http-connector.js';
 import { PostgresConnector } from './postgres-connector.js';
 
-export const CONNECTOR_TYPES = ['http', 'postgres', 'command'] as const;
-export type ConnectorType = (typeof CONNECTOR_TYPES)[number];
 
 export interface ConnectorRegistryDeps {
   /** Random source for generated passwords (postgres). */

@@ -2,12 +2,14 @@ import type { Migration, MigrationProvider } from 'kysely';
 import { keysAndAudit } from './0001-keys-and-audit.js';
 import { secretsVault } from './0002-secrets.js';
 import { rotationPolicies } from './0003-rotation-policies.js';
+import { rotationRuns } from './0004-rotation-runs.js';
 
 /** Migrations are code, listed in order; one set serves every dialect. */
 export const migrations: Record<string, Migration> = {
   '0001-keys-and-audit': keysAndAudit,
   '0002-secrets': secretsVault,
   '0003-rotation-policies': rotationPolicies,
+  '0004-rotation-runs': rotationRuns,
 };
 
 export const migrationProvider: MigrationProvider = {

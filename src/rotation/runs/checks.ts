@@ -1,0 +1,153 @@
+/**
+ * The outside-world checks a run makes: HTTP health checks (expecting 2xx, N consecutive times
+ * within a window) and the deploy hook (a webhook or a command told that a credential changed).
+ * What they record is evidence for the run's timeline: statuses, times, counts; never a body
+ * that could hold a secret, never a credential.
+ */
+import { spawn } from 'node:child_process';
+import { tryParseDuration } from '../../shared/duration.js';
+import { scrub, tail, type StepEvidence } from '../connectors/connector.js';
+
+export interface HealthCheckSpec {
+  readonly url: string;
+  readonly consecutive: number;
+  readonly within: string;
+}
+
+export interface CheckTiming {
+  /** Pause between two probes of one check. */
+  readonly intervalMs: number;
+  /** Per-request timeout. */
+  readonly timeoutMs: number;
+}
+
+export interface ProbeAnswer {
+  readonly ok: boolean;
+  readonly status: number | null;
+  readonly error?: string;
+}
+
+export async function probe(url: string, timeoutMs: number, signal?: AbortSignal): Promise<ProbeAnswer> {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  try {
+    const response = await fetch(url, { redirect: 'manual', signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+    await response.body?.cancel().catch(() => undefined);
+    return { ok: response.status >= 200 && response.status < 300, status: response.status };
+  } catch (error) {
+    const name = error instanceof Error ? error.name : '';
+    return { ok: false, status: null, error: name === 'TimeoutError' ? 'timed out' : 'no answer' };
+  }
+}
+
+/** Probes each check once (the test step). */
+export async function probeOnce(checks: readonly HealthCheckSpec[], timing: CheckTiming, signal?: AbortSignal): Promise<{ ok: boolean; evidence: StepEvidence }> {
+  const evidence: Record<string, string | number | boolean | null> = {};
+  let ok = true;
+  for (const [index, check] of checks.entries()) {
+    const answer = await probe(check.url, timing.timeoutMs, signal);
+    evidence[`check${index}.status`] = answer.status;
+    if (answer.error !== undefined) evidence[`check${index}.error`] = answer.error;
+    ok &&= answer.ok;
+  }
+  return { ok, evidence };
+}
+
+/**
+ * Passes when every check has answered 2xx `consecutive` times in a row before its window
+ * closes; a failed probe starts that check's count again.
+ */
+export async function healthGate(
+  checks: readonly HealthCheckSpec[],
+  timing: CheckTiming,
+  now: () => number,
+  signal?: AbortSignal,
+): Promise<{ ok: boolean; evidence: StepEvidence }> {
+  const evidence: Record<string, string | number | boolean | null> = {};
+  let ok = true;
+  for (const [index, check] of checks.entries()) {
+    const withinMs = tryParseDuration(check.within) ?? 300_000;
+    const deadline = now() + withinMs;
+    // The window bounds the probes by count too, so a clock that stands still cannot loop forever.
+    const maxProbes = Math.ceil(withinMs / Math.max(timing.intervalMs, 1)) + check.consecutive;
+    let streak = 0;
+    let probes = 0;
+    let last: ProbeAnswer | undefined;
+    while (streak < check.consecutive) {
+      if (signal?.aborted) throw signal.reason;
+      last = await probe(check.url, timing.timeoutMs, signal);
+      probes += 1;
+      streak = last.ok ? streak + 1 : 0;
+      if (streak >= check.consecutive || now() + timing.intervalMs > deadline || probes >= maxProbes) break;
+      await sleep(timing.intervalMs, signal);
+    }
+    evidence[`check${index}.probes`] = probes;
+    evidence[`check${index}.passes`] = streak;
+    evidence[`check${index}.lastStatus`] = last?.status ?? null;
+    if (streak < check.consecutive) {
+      ok = false;
+      break;
+    }
+  }
+  return { ok, evidence };
+}
+
+export interface DeployHookSpec {
+  readonly url?: string | undefined;
+  readonly command?: readonly string[] | undefined;
+  readonly timeout?: string | undefined;
+}
+
+/** Tells consumers the credential changed. The notice names the run and versions, never a value. */
+export async function runDeployHook(hook: DeployHookSpec, notice: Record<string, unknown>, secrets: readonly string[], signal?: AbortSignal): Promise<{ ok: boolean; evidence: StepEvidence }> {
+  const timeoutMs = tryParseDuration(hook.timeout ?? '') ?? 30_000;
+  const body = JSON.stringify(notice);
+  if (hook.url !== undefined) {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    try {
+      const response = await fetch(hook.url, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { 'content-type': 'application/json' },
+        body,
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+      await response.body?.cancel().catch(() => undefined);
+      return { ok: response.status >= 200 && response.status < 300, evidence: { hook: 'url', status: response.status } };
+    } catch {
+      return { ok: false, evidence: { hook: 'url', status: null, error: 'no answer' } };
+    }
+  }
+  const [program, ...args] = hook.command ?? [];
+  if (program === undefined) return { ok: false, evidence: { hook: 'none' } };
+  return new Promise((resolve) => {
+    const child = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'], timeout: timeoutMs, ...(signal ? { signal } : {}) });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      if (stderr.length < 4000) stderr += chunk;
+    });
+    child.on('error', () => resolve({ ok: false, evidence: { hook: 'command', error: `could not run ${program.slice(0, 100)}` } }));
+    child.on('close', (code, signalName) => {
+      const evidence: Record<string, string | number | null> = { hook: 'command', exitCode: code };
+      if (signalName !== null) evidence.signal = signalName;
+      if (code !== 0 && stderr.trim() !== '') evidence.stderr = scrub(tail(stderr, 300), secrets);
+      resolve({ ok: code === 0, evidence });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(body);
+  });
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
