@@ -24,6 +24,7 @@ export const MANAGEMENT_SCOPES = [
   'kek:admin',
   'rotation:read',
   'rotation:write',
+  'rotation:run',
 ] as const;
 
 /** The secret scopes that may carry a path qualifier. */

@@ -38,6 +38,7 @@ import { secretRoutes } from './routes/secrets/secrets.js';
 import { rewriteSecretActionUrl } from './routes/secrets/action-url.js';
 import { kekRoutes } from './routes/kek/kek.js';
 import { rotationPolicyRoutes } from './routes/rotation/policies.js';
+import { rotationRunRoutes } from './routes/rotation/runs.js';
 import { publicOpenApi } from './openapi-paths.js';
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -152,6 +153,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     secretRoutes,
     kekRoutes,
     rotationPolicyRoutes,
+    rotationRunRoutes,
   ]) {
     register(app, routeDeps);
   }

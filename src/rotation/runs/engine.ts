@@ -259,10 +259,7 @@ export class RotationEngine {
       return true;
     });
     if (!inserted) {
-      const active = await this.#deps.db.selectFrom('rotation_runs').select('id').where('active_target', '=', row.active_target).executeTakeFirst();
-      if (active) {
-        throw new AppError('ERR_ROTATION_IN_PROGRESS', `run ${active.id} is already rotating ${resolved.kind} ${resolved.target}`, { details: [{ field: 'run', message: active.id }] });
-      }
+      await this.#assertNotActive(resolved.kind, resolved.target);
       if (input.scheduledFor !== undefined) return undefined; // this firing has already started, on this server or another
       throw new AppError('ERR_ROTATION_IN_PROGRESS', `a run of ${resolved.target} started at the same moment`);
     }
@@ -326,12 +323,19 @@ export class RotationEngine {
     throw new AppError('ERR_INVALID_REQUEST', 'name what to rotate: policy, key or secret', { details: [{ field: 'policy', message: 'one of policy, key or secret is required' }] });
   }
 
+  async #assertNotActive(kind: TargetKind, target: string): Promise<void> {
+    const active = await this.#deps.db.selectFrom('rotation_runs').select('id').where('active_target', '=', `${kind}:${target}`).executeTakeFirst();
+    if (active) throw new AppError('ERR_ROTATION_IN_PROGRESS', `run ${active.id} is already rotating ${kind} ${target}`, { details: [{ field: 'run', message: active.id }] });
+  }
+
   #mismatch(policy: string, what: string): AppError {
     return new AppError('ERR_INVALID_REQUEST', `policy ${policy} ${what}`, { details: [{ field: 'policy', message: what }] });
   }
 
   async #assertRotatableKey(keyId: string): Promise<void> {
     const record = await this.#deps.keys.get(keyId);
+    // A key being rotated is superseded already: say which run has it, not that it cannot be rotated.
+    await this.#assertNotActive('key', keyId);
     if (record.status !== 'active') throw new AppError('ERR_ROTATION_TARGET_INVALID', `key ${keyId} is ${record.status}; only an active key can be rotated`);
   }
 

@@ -90,6 +90,8 @@ export interface ServerMetrics {
   readonly verifications: LabelledCounter;
   readonly verifyDuration: SimpleHistogram;
   readonly httpRequests: LabelledCounter;
+  /** Adds figures read at scrape time (from the database, say); their text is appended. */
+  addCollector(collect: () => Promise<string>): void;
   render(): Promise<string>;
 }
 
@@ -103,14 +105,20 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
     VERIFY_BUCKETS,
   );
   const httpRequests = new LabelledCounter('keysmith_http_requests_total', 'HTTP requests by method, route pattern and status');
+  const collectors: Array<() => Promise<string>> = [];
   return {
     registry,
     verifications,
     verifyDuration,
     httpRequests,
+    addCollector(collect) {
+      collectors.push(collect);
+    },
     async render() {
       const process = await registry.metrics();
-      return `${[verifications.render(), verifyDuration.render(), httpRequests.render()].join('\n')}\n${process}`;
+      // A collector that fails (the database away) leaves its figures out rather than the whole page.
+      const extra = await Promise.all(collectors.map((collect) => collect().catch(() => '')));
+      return `${[verifications.render(), verifyDuration.render(), httpRequests.render(), ...extra.filter((text) => text !== '')].join('\n')}\n${process}`;
     },
   };
 }
@@ -168,4 +176,15 @@ export function registerMetrics(app: FastifyInstance, metrics: ServerMetrics): (
     return metrics.render();
   });
   return count;
+}
+
+/** A gauge family in the text format, one line per label set. */
+export function renderGauge(name: string, help: string, samples: ReadonlyArray<{ labels?: Record<string, string>; value: number | null }>): string {
+  const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`];
+  for (const sample of samples) {
+    if (sample.value === null) continue;
+    const labels = Object.entries(sample.labels ?? {}).map(([label, value]) => `${label}="${value.replace(/["\\\n]/g, '_')}"`).join(',');
+    lines.push(`${name}${labels ? `{${labels}}` : ''} ${sample.value}`);
+  }
+  return lines.join('\n');
 }
