@@ -31,6 +31,7 @@ export const PutSecretBody = Type.Object(
     labels: Type.Optional(Labels),
     expiresAt: Type.Optional(Nullable(Timestamp)),
     maxVersions: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    vendorId: Type.Optional(Text(200, { minLength: 1, description: "The vendor's id for this credential, so a rotation can revoke it later (metadata, never secret)" })),
   },
   { additionalProperties: false },
 );

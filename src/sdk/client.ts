@@ -37,6 +37,12 @@ import type {
   PutRotationPolicyResultWire,
   RotationPolicyListWire,
   RotationPolicyRecordWire,
+  StartRotationBodyWire,
+  RotationRunWire,
+  RotationRunDetailWire,
+  RotationRunListWire,
+  ListRotationRunsQueryWire,
+  RotationStatsWire,
 } from '../contract/index.js';
 
 export const DEFAULT_ADDR = 'http://127.0.0.1:7370';
@@ -234,6 +240,24 @@ export class KeysmithClient {
   }
   deleteRotationPolicy(name: string, options: { version?: number } = {}): Promise<DeletedRotationPolicyWire> {
     return this.#call('DELETE', policyUrl(name), { query: { version: options.version } });
+  }
+
+  /** Starts a rotation run; a 409 ERR_ROTATION_IN_PROGRESS names the run already rotating the target. */
+  startRotation(body: StartRotationBodyWire): Promise<RotationRunWire> {
+    return this.#call('POST', '/v1/rotations', { body });
+  }
+  listRotations(query: ListRotationRunsQueryWire = {}): Promise<RotationRunListWire> {
+    return this.#call('GET', '/v1/rotations', { query: query as Query });
+  }
+  getRotation(id: string): Promise<RotationRunDetailWire> {
+    return this.#call('GET', `/v1/rotations/${encodeURIComponent(id)}`);
+  }
+  /** Undoes a run that ended done while its old credential is not yet revoked. */
+  rollbackRotation(id: string): Promise<RotationRunDetailWire> {
+    return this.#call('POST', `/v1/rotations/${encodeURIComponent(id)}/rollback`, { body: {} });
+  }
+  rotationStats(): Promise<RotationStatsWire> {
+    return this.#call('GET', '/v1/rotation/stats');
   }
 
   async #call<T>(method: string, path: string, options: { body?: unknown; query?: Query } = {}): Promise<T> {

@@ -17,6 +17,8 @@ export interface HealthEndpoint {
   hold(): void;
   release(): void;
   readonly hits: number;
+  /** Requests held and not yet answered. */
+  readonly pending: number;
   close(): Promise<void>;
 }
 
@@ -51,6 +53,9 @@ export async function startHealthEndpoint(): Promise<HealthEndpoint> {
     },
     get hits() {
       return hits;
+    },
+    get pending() {
+      return held?.length ?? 0;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -1,0 +1,205 @@
+/**
+ * Rotation runs through the built CLI and real server processes: `rotate key --wait` and the
+ * run commands; a server killed with `kill -9` during a run's test step, whose run the restarted
+ * server finishes (the fake vendor ends with exactly the key the vault calls current); and two
+ * servers on one PostgreSQL database whose schedulers start each due run exactly once.
+ */
+import { join } from 'node:path';
+import pg from 'pg';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt, makeTempDir, removeTempDirs, startServer, stopAll, ISSUED_KEY_RE, type TestServer } from './support.js';
+import { postgresUrl } from '../support/databases.js';
+import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
+import { startHealthEndpoint, vendorAccepts, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
+
+/** Quick engine timings, so runs, retries and leases take moments, not minutes. */
+const FAST_ENGINE = {
+  KEYSMITH_ROTATION_TICK_MS: '100',
+  KEYSMITH_ROTATION_LEASE_MS: '1500',
+  KEYSMITH_ROTATION_RETRY_MS: '100',
+  KEYSMITH_ROTATION_MAX_BACKOFF_MS: '500',
+  KEYSMITH_ROTATION_CHECK_INTERVAL_MS: '50',
+  KEYSMITH_ROTATION_TRAFFIC_CHECK_MS: '200',
+};
+
+let vendor: FakeVendor;
+let health: HealthEndpoint;
+
+beforeAll(async () => {
+  ensureBuilt();
+  vendor = await startFakeVendor();
+  health = await startHealthEndpoint();
+});
+
+afterAll(async () => {
+  await stopAll();
+  await vendor.close();
+  await health.close();
+  removeTempDirs();
+});
+
+async function api<T = any>(server: TestServer, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${server.rootToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+async function waitFor<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+  while (!done(value)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value).slice(0, 2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    value = await read();
+  }
+  return value;
+}
+
+describe('rotation runs from the CLI', { timeout: 120_000 }, () => {
+  it('rotates a key with --wait, shows the run, its figures, and refuses what it must', async () => {
+    const server = await startServer(join(makeTempDir('runs'), 'data'), [], FAST_ENGINE);
+    const created = await server.cli(['keys', 'create', '--owner', 'checkout', '--purpose', 'api', '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const { id, key } = created.json() as { id: string; key: string };
+
+    const rotated = await server.cli(['rotate', 'key', id, '--overlap', '1h', '--reason', 'leak', '--wait', '--json']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const run = rotated.json();
+    expect(run).toMatchObject({ status: 'running', trigger: 'manual', reason: 'leak', target: { kind: 'key', id }, promotedAt: expect.any(String) });
+    expect(rotated.stdout.match(ISSUED_KEY_RE)).toBeNull();
+    // The old key still works through the overlap (and, being in use, is not revoked yet); the new one works.
+    expect((await server.cli(['keys', 'verify', key, '--json'])).json()).toMatchObject({ valid: true, rotation: { replacedBy: run.newCredential.vendorId } });
+    const newKey = (await server.cli(['secrets', 'get', run.deliveredTo, '--json'])).json().value as string;
+    expect((await server.cli(['keys', 'verify', newKey, '--json'])).json()).toMatchObject({ valid: true, keyId: run.newCredential.vendorId });
+
+    const shown = await server.cli(['rotation', 'show', run.id]);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/Timeline:/);
+    expect(shown.stdout).toMatch(/\bcreate\s+ok\b/);
+    expect(shown.stdout).toContain(run.newCredential.vendorId);
+    expect(shown.stdout.match(ISSUED_KEY_RE)).toBeNull();
+    const listed = (await server.cli(['rotation', 'runs', '--status', 'running', '--json'])).json();
+    expect(listed.data.map((item: { id: string }) => item.id)).toEqual([run.id]);
+    const stats = (await server.cli(['rotation', 'stats', '--json'])).json();
+    expect(stats).toMatchObject({ runs: { running: 1 }, medianSecondsToRotate: { manual: expect.any(Number) } });
+    expect((await server.cli(['rotation', 'stats'])).stdout).toContain('median time to rotate (manual)');
+
+    const again = await server.cli(['rotate', 'key', id, '--json']);
+    expect(again.code).toBe(1);
+    expect(again.errorJson().error.code).toBe('ERR_ROTATION_IN_PROGRESS');
+    expect((await server.cli(['rotation', 'rollback', run.id, '--json'])).code).toBe(1);
+    expect((await server.cli(['rotation', 'show', 'rot_bad', '--json'])).code).toBe(2);
+    expect((await server.cli(['rotation', 'runs', '--status', 'sleeping'])).code).toBe(2);
+    const noPolicy = await server.cli(['rotate', 'secret', 'nothing/here', '--json']);
+    expect(noPolicy.code).toBe(1);
+    expect(noPolicy.errorJson().error.code).toBe('ERR_ROTATION_NO_POLICY');
+    expect((await server.cli(['rotate', 'key'])).code).toBe(2);
+  });
+});
+
+describe('a server killed during a run', { timeout: 120_000 }, () => {
+  it('resumes the run on restart; the vendor ends with exactly the key the vault calls current', async () => {
+    const dataDir = join(makeTempDir('crash'), 'data');
+    let server = await startServer(dataDir, [], FAST_ENGINE);
+    for (const key of vendor.activeKeys()) key.revoked = true;
+    const seeded = vendor.seedKey();
+    expect((await api(server, 'PUT', '/v1/secrets/vendors/acme/admin', { value: vendor.adminToken })).status).toBe(201);
+    expect((await api(server, 'PUT', '/v1/secrets/vendors/acme/api-key', { value: seeded.secret, vendorId: seeded.id })).status).toBe(201);
+    const policy = {
+      name: 'acme',
+      target: { secret: 'vendors/acme/api-key' },
+      schedule: { every: '30d' },
+      overlap: '2s',
+      connector: { type: 'http', settings: vendorSettings(vendor) },
+      healthChecks: [{ url: health.url, consecutive: 2, within: '10s' }],
+    };
+    expect((await api(server, 'PUT', '/v1/rotation/policies/acme', { policy })).status).toBe(201);
+
+    // The test step's health probe is held: the server is killed in the middle of it.
+    health.hold();
+    const started = await api(server, 'POST', '/v1/rotations', { policy: 'acme', reason: 'drill' });
+    expect(started.status).toBe(201);
+    const runId = started.body.id as string;
+    await waitFor('the test step to probe', async () => health.pending, (pending) => pending > 0);
+    const atCrash = await api(server, 'GET', `/v1/rotations/${runId}`);
+    expect(atCrash.body).toMatchObject({ status: 'running', step: 'test' });
+    await server.crash();
+    health.answer(200);
+    health.release();
+
+    server = await startServer(dataDir, [], FAST_ENGINE);
+    const finished = await waitFor(
+      'the run to end and pay its revocation',
+      async () => (await api(server, 'GET', `/v1/rotations/${runId}`)).body,
+      (run) => run.status !== 'running' && run.revocations.every((revocation: { status: string }) => revocation.status !== 'waiting'),
+    );
+    expect(['done', 'rolled_back']).toContain(finished.status);
+    expect(finished.timeline.map((step: { step: string }) => step.step).slice(0, 3)).toEqual(['create', 'set', 'test']);
+    const current = (await api(server, 'GET', '/v1/secrets/vendors/acme/api-key')).body.value as string;
+    expect(vendor.activeKeys().map((key) => key.secret)).toEqual([current]);
+    expect(await vendorAccepts(vendor, current)).toBe(true);
+    if (finished.status === 'done') expect(await vendorAccepts(vendor, seeded.secret)).toBe(false);
+    // Exactly one vendor key was made for the run, however often its create ran.
+    expect(vendor.keys().filter((key) => key.name === `keysmith-${runId}`)).toHaveLength(1);
+  });
+});
+
+describe('two servers on one PostgreSQL database', { timeout: 120_000 }, () => {
+  it('start each due scheduled run exactly once', async () => {
+    const admin = new pg.Client({ connectionString: postgresUrl() });
+    await admin.connect();
+    const database = `ks_e2e_${randomBytes(5).toString('hex')}`;
+    await admin.query(`create database ${database}`);
+    const url = new URL(postgresUrl());
+    url.pathname = `/${database}`;
+    const db = new pg.Client({ connectionString: url.toString() });
+    try {
+      const dataDir = join(makeTempDir('two'), 'data');
+      const first = await startServer(dataDir, ['--database', url.toString()], FAST_ENGINE);
+      const second = await startServer(dataDir, ['--database', url.toString()], FAST_ENGINE);
+      const ids: string[] = [];
+      for (let i = 0; i < 8; i += 1) {
+        const made = await api(first, 'POST', '/v1/keys', { owner: 'batch', purpose: 'job', env: 'live', scopes: [], labels: { team: 'batch' } });
+        expect(made.status).toBe(201);
+        ids.push(made.body.id);
+      }
+      const untouched = await api(first, 'POST', '/v1/keys', { owner: 'batch', purpose: 'job', env: 'live', scopes: [], labels: { team: 'web' } });
+      // The keys were made two hours ago, as far as the schedule is concerned: every one is due.
+      await db.connect();
+      await db.query(`update api_keys set created_at = $1 where owner = 'batch'`, [new Date(Date.now() - 2 * 3_600_000).toISOString()]);
+      const policy = { name: 'batch', target: { keys: { labels: { team: 'batch' } } }, schedule: { every: '1h' }, overlap: '30m', connector: { type: 'keysmith-key' } };
+      expect((await api(second, 'PUT', '/v1/rotation/policies/batch', { policy })).status).toBe(201);
+
+      const runs = await waitFor(
+        'a run per due key, each at its traffic gate',
+        async () => (await api(second, 'GET', '/v1/rotations?limit=100')).body.data as Array<{ id: string; target: { id: string }; step: string; trigger: string }>,
+        (data) => data.length >= ids.length && data.every((run) => run.step === 'gate'),
+      );
+      // A few more ticks on both servers change nothing.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const after = (await api(first, 'GET', '/v1/rotations?limit=100')).body.data as typeof runs;
+      expect(after).toHaveLength(ids.length);
+      expect(after.map((run) => run.target.id).sort()).toEqual([...ids].sort());
+      expect(after.every((run) => run.trigger === 'schedule')).toBe(true);
+      expect(after.some((run) => run.target.id === untouched.body.id)).toBe(false);
+      // Each run made one successor: each old key is superseded once, and there are as many new keys as runs.
+      const successors = await db.query(`select replaces, count(*)::int as n from api_keys where replaces is not null group by replaces`);
+      expect(successors.rows.map((row) => row.replaces).sort()).toEqual([...ids].sort());
+      expect(successors.rows.every((row) => row.n === 1)).toBe(true);
+      const creates = await db.query(`select run_id, count(*)::int as n from rotation_run_steps where step = 'create' group by run_id`);
+      expect(creates.rows).toHaveLength(ids.length);
+      expect(creates.rows.every((row) => row.n === 1)).toBe(true);
+      await first.stop();
+      await second.stop();
+    } finally {
+      await db.end().catch(() => undefined);
+      await admin.query(`drop database if exists ${database} with (force)`);
+      await admin.end();
+    }
+  });
+});
