@@ -21,6 +21,8 @@ export interface AppConfig {
   readonly kek: KekConfig;
   /** Answer verify calls in the fast lane in front of Fastify (`KEYSMITH_FAST_VERIFY=0` turns it off). */
   readonly fastVerify: boolean;
+  /** `GET /v1/events` timings: `KEYSMITH_EVENTS_POLL` (1s) and `KEYSMITH_EVENTS_HEARTBEAT` (15s). */
+  readonly events: { readonly pollMs: number; readonly heartbeatMs: number };
 }
 
 export interface ConfigInput {
@@ -56,6 +58,10 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
     trustProxy: env.KEYSMITH_TRUST_PROXY === '1',
     kek: resolveKekConfig(env),
     fastVerify: env.KEYSMITH_FAST_VERIFY !== '0',
+    events: {
+      pollMs: durationSetting(env.KEYSMITH_EVENTS_POLL, 'events-poll', 1_000),
+      heartbeatMs: durationSetting(env.KEYSMITH_EVENTS_HEARTBEAT, 'events-heartbeat', 15_000),
+    },
   };
 }
 

@@ -8,7 +8,7 @@ import { KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../../src/
 import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../../src/crypto/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../../src/secrets/index.js';
 import { RotationPolicyService } from '../../src/rotation/index.js';
-import { buildServer, createMetrics } from '../../src/server/index.js';
+import { buildServer, createMetrics, type EventStreamOptions } from '../../src/server/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
@@ -47,6 +47,8 @@ export interface TestContextOptions {
   readonly secretPolicy?: Partial<SecretPolicyConfig>;
   /** The KEK provider; the local one under TEST_MASTER_KEY by default. */
   readonly kekProvider?: KekProvider;
+  /** Event stream timings (`GET /v1/events`); the server's defaults unless given. */
+  readonly events?: EventStreamOptions;
 }
 
 export async function createTestContext(dialect: Dialect, options: TestContextOptions = {}): Promise<TestContext> {
@@ -72,7 +74,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     config: options.secretPolicy ?? {},
   });
   const rotationPolicies = new RotationPolicyService({ db: testStore.store.db, clock, limits: { maxOverlapMs: keys.config.maxTtlMs } });
-  const app = await buildServer({ keys, secrets, kek, rotationPolicies, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }) });
+  const app = await buildServer({ keys, secrets, kek, rotationPolicies, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }), ...(options.events ? { events: options.events } : {}) });
   const root = await keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['*'], owner: 'root', ttl: '90d' });
   const context: TestContext = {
     dialect,

@@ -9,6 +9,7 @@ import { rotationCommands } from './rotation.js';
 import { runCommand } from './run.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
+import { eventsCommand } from './events.js';
 
 export const COMMANDS: readonly Command[] = [
   initCommand,
@@ -22,4 +23,5 @@ export const COMMANDS: readonly Command[] = [
   ...rotationCommands,
   auditListCommand,
   auditVerifyCommand,
+  eventsCommand,
 ];
