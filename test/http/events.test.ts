@@ -8,9 +8,11 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedKeyWire, StreamEventWire } from '../../src/contract/index.js';
 import { SseParser, type SseMessage } from '../../src/sdk/index.js';
+import { secureRandom } from '../../src/crypto/index.js';
+import { buildServer, createMetrics } from '../../src/server/index.js';
 import { describeEachDialect } from '../support/databases.js';
 import { createTestContext, type TestContext } from '../support/context.js';
-import { auditAfter, auditHead, createKey, expectProblem, useContext } from './helpers.js';
+import { auditAfter, auditHead, createKey, expectProblem, idOf, useContext } from './helpers.js';
 
 const HEARTBEAT_MS = 150;
 const EVENTS = { pollMs: 20, heartbeatMs: HEARTBEAT_MS };
@@ -205,6 +207,22 @@ describeEachDialect('GET /v1/events', (dialect) => {
     });
   });
 
+  describe('several servers on one database', () => {
+    it('streams on one server the changes made through another, read from the shared log', async () => {
+      const c = ctx();
+      const other = await buildServer({ keys: c.keys, secrets: c.secrets, kek: c.kek, rotationPolicies: c.rotationPolicies, store: c.store, clock: c.clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }), events: EVENTS });
+      try {
+        await other.listen({ host: '127.0.0.1', port: 0 });
+        const stream = await follow(`http://127.0.0.1:${(other.server.address() as AddressInfo).port}`, '/v1/events?types=key', bearer(c.rootToken));
+        const created = await createKey(c, { owner: 'events-cluster' });
+        await stream.until(() => stream.events().length >= 1);
+        expect(stream.events().map((event) => [event.action, event.target])).toEqual([['key.issued', created.id]]);
+      } finally {
+        await other.close();
+      }
+    });
+  });
+
   describe('filters', () => {
     it('streams only the families in ?types', async () => {
       const secretsOnly = await watch('/v1/events?types=secret');
@@ -309,6 +327,22 @@ describeEachDialect('GET /v1/events', (dialect) => {
       const reader = await ctx().token(['events:read']);
       const stream = await watch('/v1/events', bearer(reader));
       expect(stream.status).toBe(200);
+    });
+
+    it('ends a stream once its token is revoked, before another event reaches it; the reconnect gets 401', async () => {
+      const token = await ctx().token(['events:read']);
+      const stream = await watch('/v1/events?types=key', bearer(token));
+      const revoked = await ctx().request({ method: 'POST', url: `/v1/tokens/${idOf(token)}/revoke`, body: { reason: 'events test' } });
+      expect(revoked.statusCode, revoked.body).toBe(200);
+      const created = await createKey(ctx(), { owner: 'events-after-revoke' });
+      await stream.ended;
+      expect(stream.events().map((event) => event.target)).not.toContain(created.id);
+      expectProblem(await ctx().request({ method: 'GET', url: '/v1/events', token }), 401, 'ERR_UNAUTHENTICATED');
+    });
+
+    it('opens no stream for HEAD', async () => {
+      const res = await ctx().app.inject({ method: 'HEAD', url: '/v1/events', headers: bearer(ctx().rootToken) });
+      expect(res.statusCode).toBe(404);
     });
   });
 

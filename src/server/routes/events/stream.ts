@@ -13,15 +13,19 @@
  *
  * Errors before the stream starts (auth, a bad query, a resume point past the end of the log)
  * are problem+json as on every route. Once streaming, the reply is hijacked: a failure ends
- * the stream and the client resumes from its last id.
+ * the stream and the client resumes from its last id. The token is checked again before every
+ * event and heartbeat, so a stream ends once its token is revoked, disabled or expired (or
+ * loses `events:read`) instead of outliving it; the reconnect then gets its 401.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { EVENT_FAMILIES, EventsHeaders, EventsQuery, Problem, StreamEventSchema, type EventFamily, type EventsQueryWire } from '../../../contract/index.js';
 import type { AuditTail, Subscription, TailEvent, TailFilter } from '../../../audit/index.js';
 import { AppError } from '../../../shared/errors.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
+import { checkAccess } from '../../plugins/auth.js';
+import type { KeyService } from '../../../keys/index.js';
 
 export const EVENTS_SCOPE = 'events:read';
 
@@ -128,6 +132,8 @@ export function eventsRoute(app: FastifyInstance, deps: RouteDeps): void {
   app.get<{ Querystring: EventsQueryWire }>(
     '/v1/events',
     {
+      // A HEAD would open a stream with no body to send.
+      exposeHeadRoute: false,
       onRequest: deps.guard(EVENTS_SCOPE),
       schema: {
         tags: ['events'],
@@ -158,15 +164,36 @@ export function eventsRoute(app: FastifyInstance, deps: RouteDeps): void {
           });
         }
       }
-      openStream(reply, deps.events, { families, filter, ...(after !== undefined ? { after } : {}) });
+      openStream(reply, deps.events, { families, filter, allowed: stillAllowed(deps.keys, request), ...(after !== undefined ? { after } : {}) });
     },
   );
+}
+
+/** Resolves once the client has read what was written. */
+interface Drain {
+  readonly drained: Promise<void>;
 }
 
 interface StreamOptions {
   readonly families: readonly string[];
   readonly filter: TailFilter;
+  /** Whether the caller's token still grants the stream; a promise while its row loads. */
+  readonly allowed: () => boolean | Promise<boolean>;
   readonly after?: number;
+}
+
+/** The route's access check, repeated: the same header and address the guard decided on. */
+function stillAllowed(keys: KeyService, request: FastifyRequest): () => boolean | Promise<boolean> {
+  const header = request.headers.authorization;
+  const ip = request.ip;
+  return () => {
+    try {
+      const decision = checkAccess(keys, header, ip, EVENTS_SCOPE);
+      return decision instanceof Promise ? decision.then((settled) => settled.ok, () => false) : decision.ok;
+    } catch {
+      return false;
+    }
+  };
 }
 
 function openStream(reply: FastifyReply, streams: EventStreams, options: StreamOptions): void {
@@ -187,7 +214,16 @@ function openStream(reply: FastifyReply, streams: EventStreams, options: StreamO
   let ended = false;
   let subscription: Subscription | undefined;
   let untrack = (): void => undefined;
-  const heartbeat = setInterval(() => write(': keep-alive\n\n'), streams.heartbeatMs);
+  // Messages go out in order even when an access check waits for the token's row to load. The
+  // queue never waits for the client to read (a stalled client fills the socket and is cut
+  // off); only the replay waits, so it reads the log no faster than the client takes it.
+  let queue: Promise<unknown> = Promise.resolve();
+  const enqueue = (text: string): Promise<Drain | undefined> => {
+    const sent = queue.then(() => sendChecked(text));
+    queue = sent;
+    return sent;
+  };
+  const heartbeat = setInterval(() => void enqueue(': keep-alive\n\n'), streams.heartbeatMs);
   heartbeat.unref();
   const end = () => {
     if (ended) return;
@@ -200,24 +236,39 @@ function openStream(reply: FastifyReply, streams: EventStreams, options: StreamO
   res.on('close', end);
   untrack = streams.track(end);
 
-  /** Writes; resolves when the client has taken it (paces the replay); cuts off a client that stopped reading. */
-  function write(text: string): Promise<void> | undefined {
-    if (ended) return undefined;
-    if (res.write(text)) return undefined;
+  /** Writes; a Drain when the client has yet to take it all; cuts off a client that stopped reading. */
+  function write(text: string): Drain | undefined {
+    if (ended || res.write(text)) return undefined;
     if (res.writableLength > MAX_BUFFERED_BYTES) {
       end();
       return undefined;
     }
-    return new Promise((resolve) => {
-      const done = () => {
-        res.off('drain', done);
-        res.off('close', done);
-        resolve();
-      };
-      res.on('drain', done);
-      res.on('close', done);
-    });
+    return {
+      drained: new Promise((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      }),
+    };
   }
+
+  /** Writes once the token is known to still grant the stream; ends the stream otherwise. */
+  function sendChecked(text: string): Drain | undefined | Promise<Drain | undefined> {
+    if (ended) return undefined;
+    const allowed = options.allowed();
+    if (allowed === true) return write(text);
+    if (allowed === false) return void end();
+    return allowed.then((yes) => (yes ? write(text) : void end()));
+  }
+
+  const deliver = async (event: TailEvent): Promise<void> => {
+    const drain = await enqueue(formatMessage(event));
+    await drain?.drained;
+  };
 
   streams.tail
     .catchUp({
@@ -225,8 +276,8 @@ function openStream(reply: FastifyReply, streams: EventStreams, options: StreamO
       families: options.families,
       filter: options.filter,
       stopped: () => ended,
-      onStart: (after) => void write(`id: ${after}\n\n`),
-      deliver: (event) => write(formatMessage(event)),
+      onStart: (after) => void enqueue(`id: ${after}\n\n`),
+      deliver,
     })
     .then(
       (live) => {
