@@ -65,6 +65,8 @@ export class AuditTail {
   #stopTimer: (() => void) | undefined;
   #polling: Promise<void> | undefined;
   #closed = false;
+  /** Bumped on every start and stop, so a poll that outlived its run delivers nothing. */
+  #run = 0;
 
   constructor(db: Kysely<Database>, options: AuditTailOptions = {}) {
     this.#db = db;
@@ -163,6 +165,7 @@ export class AuditTail {
   }
 
   #stop(): void {
+    this.#run += 1;
     this.#stopTimer?.();
     this.#stopTimer = undefined;
     this.#lastSeq = undefined;
@@ -175,6 +178,7 @@ export class AuditTail {
         const head = await this.head();
         // Everyone may have left (or the tail closed) while the head was read.
         if (this.#listeners.size === 0 || this.#closed) return;
+        this.#run += 1;
         this.#lastSeq = head;
         this.#stopTimer = repeatEvery(this.#pollMs, () => this.poll());
       } finally {
@@ -193,15 +197,22 @@ export class AuditTail {
   }
 
   async #poll(): Promise<void> {
+    const run = this.#run;
     for (;;) {
       const from = this.#lastSeq;
       if (from === undefined) return;
       const rows = await this.#read(from);
-      // Stopped (and perhaps restarted from a newer head) while the query ran: those rows are not ours.
-      if (this.#lastSeq !== from) return;
       for (const event of rows) {
+        // Stopped (and perhaps restarted from a newer head) meanwhile: these rows are not for this run.
+        if (this.#run !== run) return;
         this.#lastSeq = event.seq;
-        for (const listener of this.#listeners) listener(event);
+        for (const listener of this.#listeners) {
+          try {
+            listener(event);
+          } catch {
+            // One listener's failure is its own; the others still get the event.
+          }
+        }
       }
       if (rows.length < this.#batchSize) return;
     }

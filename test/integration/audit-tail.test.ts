@@ -69,6 +69,29 @@ describeEachDialect('audit tail', (dialect) => {
     await expect(tail.subscribe(() => undefined)).rejects.toThrow(/closed/);
   });
 
+  it('keeps following for new listeners after the last one left in the middle of a delivery', async () => {
+    const tail = tailOf({ pollMs: 10 });
+    const waitFor = async (check: () => boolean) => {
+      for (let i = 0; i < 200 && !check(); i++) await delay(10);
+      return check();
+    };
+    let first = 0;
+    const leaving = await tail.subscribe(() => {
+      first += 1;
+      leaving.unsubscribe();
+    });
+    await append('key.issued', 'key_1');
+    await append('key.issued', 'key_2');
+    expect(await waitFor(() => first > 0)).toBe(true);
+    expect(tail.listeners).toBe(0);
+    const got: string[] = [];
+    await tail.subscribe((event) => got.push(event.target ?? ''));
+    await append('key.revoked', 'key_3');
+    // The timer brings it: nothing polls by hand here.
+    expect(await waitFor(() => got.length > 0)).toBe(true);
+    expect(got).toEqual(['key_3']);
+  });
+
   it('replays after a point in small pages, then goes live, without a gap or a repeat while writers append', async () => {
     for (let i = 0; i < 10; i++) await append(i % 2 === 0 ? 'key.updated' : 'auth.failed', `key_${i}`);
     const tail = tailOf({ pollMs: 5, batchSize: 3 });
