@@ -24,6 +24,8 @@ export interface AppConfig {
   readonly fastVerify: boolean;
   /** Rotation engine timings (KEYSMITH_ROTATION_*_MS) and whether this server schedules runs. */
   readonly rotation: Partial<RotationEngineConfig>;
+  /** `GET /v1/events` timings: `KEYSMITH_EVENTS_POLL` (1s) and `KEYSMITH_EVENTS_HEARTBEAT` (15s). */
+  readonly events: { readonly pollMs: number; readonly heartbeatMs: number };
 }
 
 export interface ConfigInput {
@@ -60,6 +62,10 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
     kek: resolveKekConfig(env),
     fastVerify: env.KEYSMITH_FAST_VERIFY !== '0',
     rotation: rotationSettings(env),
+    events: {
+      pollMs: durationSetting(env.KEYSMITH_EVENTS_POLL, 'events-poll', 1_000),
+      heartbeatMs: durationSetting(env.KEYSMITH_EVENTS_HEARTBEAT, 'events-heartbeat', 15_000),
+    },
   };
 }
 

@@ -48,6 +48,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       metrics: createMetrics(),
       trustProxy: config.trustProxy,
       fastVerify: config.fastVerify,
+      events: config.events,
       isReady: () => ready,
       ...(options.version ? { version: options.version } : {}),
       logger:

@@ -14,3 +14,4 @@ export {
 } from './audit-log.js';
 export { recordAuditEvent } from './record.js';
 export { ChangeFeed } from './change-feed.js';
+export { AuditTail, type AuditTailOptions, type CatchUpOptions, type Subscription, type TailEvent, type TailFilter, type TailListener } from './audit-tail.js';

@@ -4,3 +4,4 @@ export * from './audit.js';
 export * from './secrets.js';
 export * from './rotation.js';
 export * from './rotation-runs.js';
+export * from './events.js';

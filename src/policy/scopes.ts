@@ -17,6 +17,7 @@ export const MANAGEMENT_SCOPES = [
   'tokens:rotate',
   'tokens:revoke',
   'audit:read',
+  'events:read',
   'secrets:read',
   'secrets:write',
   'secrets:admin',

@@ -43,7 +43,9 @@ import type {
   RotationRunListWire,
   ListRotationRunsQueryWire,
   RotationStatsWire,
+  StreamEventWire,
 } from '../contract/index.js';
+import { SseParser } from './sse.js';
 
 export const DEFAULT_ADDR = 'http://127.0.0.1:7370';
 
@@ -87,6 +89,24 @@ export interface KeysmithClientOptions {
   readonly fetch?: typeof fetch;
   readonly userAgent?: string;
 }
+
+/** What `events()` streams and how it recovers from a dropped connection. */
+export interface EventsOptions {
+  /** Action families, e.g. `['key', 'rotation']`; every family by default. */
+  readonly types?: readonly string[];
+  /** An id (`key_…`, `sec_…`) or a secret path prefix (`payments/`). */
+  readonly target?: string;
+  /** Replay events after this sequence number first; from now when absent. */
+  readonly since?: number;
+  /** Ends the iteration (the iterator returns; nothing is thrown). */
+  readonly signal?: AbortSignal;
+  /** Reconnect after a dropped stream, resuming from the last id; default true. */
+  readonly reconnect?: boolean;
+  /** First wait before reconnecting (doubling up to 30 s while it keeps failing); 1 s unless the server says otherwise. */
+  readonly retryMs?: number;
+}
+
+const MAX_RETRY_MS = 30_000;
 
 type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
 
@@ -260,6 +280,76 @@ export class KeysmithClient {
     return this.#call('GET', '/v1/rotation/stats');
   }
 
+  /**
+   * Server-sent events from `GET /v1/events` as an async iterator of parsed events. A dropped
+   * connection (a restart, a proxy timeout) is retried with `Last-Event-ID`, so the iteration
+   * sees every event once and in order across reconnects. A refusal (401, 403, 400) throws
+   * KeysmithApiError; a server that cannot be reached at all on the first attempt throws
+   * KeysmithConnectionError. Breaking out of the loop or aborting `signal` closes the stream.
+   */
+  async *events(options: EventsOptions = {}): AsyncGenerator<StreamEventWire, void, undefined> {
+    const abort = new AbortController();
+    const onAbort = () => abort.abort();
+    if (options.signal?.aborted) return;
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const url = new URL(`${this.addr}/v1/events`);
+    if (options.types !== undefined) url.searchParams.set('types', options.types.join(','));
+    if (options.target !== undefined) url.searchParams.set('target', options.target);
+    const baseDelay = options.retryMs ?? 1_000;
+    let lastId = options.since === undefined ? undefined : String(options.since);
+    let delay = baseDelay;
+    let connected = false;
+    try {
+      for (;;) {
+        const headers: Record<string, string> = { accept: 'text/event-stream', 'user-agent': this.#userAgent, 'cache-control': 'no-cache' };
+        if (this.#token) headers.authorization = `Bearer ${this.#token}`;
+        if (lastId !== undefined) headers['last-event-id'] = lastId;
+        let response: Response | undefined;
+        try {
+          response = await this.#fetch(url, { method: 'GET', headers, signal: abort.signal });
+        } catch (error) {
+          if (abort.signal.aborted) return;
+          if (!connected || options.reconnect === false) throw new KeysmithConnectionError(this.addr, error);
+        }
+        if (response !== undefined && !response.ok) {
+          const problem = await problemOf(response);
+          // A closing or overloaded server is worth another try once a stream has worked; a refusal is not.
+          if (response.status < 500 || !connected || options.reconnect === false) throw new KeysmithApiError(problem);
+        } else if (response?.body) {
+          connected = true;
+          delay = baseDelay;
+          const parser = new SseParser(lastId);
+          const reader = response.body.getReader();
+          const decoder = new TextDecoder();
+          try {
+            for (;;) {
+              const { done, value } = await reader.read();
+              if (done) break;
+              for (const message of parser.push(decoder.decode(value, { stream: true }))) {
+                lastId = message.id;
+                if (message.dispatch) yield JSON.parse(message.data) as StreamEventWire;
+              }
+            }
+          } catch (error) {
+            if (abort.signal.aborted) return;
+            // A dropped connection: reconnect below.
+            void error;
+          } finally {
+            reader.cancel().catch(() => undefined);
+          }
+          if (parser.retryMs !== undefined) delay = parser.retryMs;
+        }
+        if (abort.signal.aborted || options.reconnect === false) return;
+        await sleep(delay, abort.signal);
+        if (abort.signal.aborted) return;
+        delay = Math.min(delay * 2, MAX_RETRY_MS);
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      abort.abort();
+    }
+  }
+
   async #call<T>(method: string, path: string, options: { body?: unknown; query?: Query } = {}): Promise<T> {
     const url = new URL(this.addr + path);
     for (const [name, value] of Object.entries(options.query ?? {})) {
@@ -293,4 +383,26 @@ export class KeysmithClient {
     }
     return parsed as T;
   }
+}
+
+async function problemOf(response: Response): Promise<ProblemWire> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await response.text());
+  } catch {
+    parsed = undefined;
+  }
+  return { ...(parsed && typeof parsed === 'object' ? (parsed as Partial<ProblemWire>) : {}), status: response.status };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

@@ -40,6 +40,8 @@ import { kekRoutes } from './routes/kek/kek.js';
 import { rotationPolicyRoutes } from './routes/rotation/policies.js';
 import { rotationRunRoutes } from './routes/rotation/runs.js';
 import { publicOpenApi } from './openapi-paths.js';
+import { createEventStreams, eventsRoute } from './routes/events/stream.js';
+import { AuditTail } from '../audit/index.js';
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -77,6 +79,13 @@ export interface ServerDeps {
    * does not resolve. `inject()` never goes through it.
    */
   readonly fastVerify?: boolean;
+  /** `GET /v1/events`: how often the shared tail reads the audit log (1 s) and how often an idle stream gets a keep-alive comment (15 s). */
+  readonly events?: EventStreamOptions;
+}
+
+export interface EventStreamOptions {
+  readonly pollMs?: number;
+  readonly heartbeatMs?: number;
 }
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
@@ -121,6 +130,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     },
   });
 
+  const events = createEventStreams(new AuditTail(deps.store.db, { pollMs: deps.events?.pollMs ?? 1_000 }), deps.events?.heartbeatMs ?? 15_000);
+  // Open streams end before the server stops listening, so close() does not wait on them.
+  app.addHook('preClose', (done) => {
+    events.close();
+    done();
+  });
   const routeDeps: RouteDeps = {
     keys: deps.keys,
     secrets: deps.secrets,
@@ -133,6 +148,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     guard: createAuthGuard({ keys: deps.keys, store: deps.store, clock: deps.clock }),
     answerVerify: createVerifyAnswerer({ keys: deps.keys, metrics }),
     isReady: deps.isReady ?? (() => true),
+    events,
   };
   registerProblemHandling(app, registerMetrics(app, metrics));
   healthRoutes(app, routeDeps);
@@ -154,6 +170,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     kekRoutes,
     rotationPolicyRoutes,
     rotationRunRoutes,
+    eventsRoute,
   ]) {
     register(app, routeDeps);
   }

@@ -1,2 +1,2 @@
-export { buildServer, BODY_LIMIT, REDACT_PATHS, type ServerDeps } from './build-server.js';
+export { buildServer, BODY_LIMIT, REDACT_PATHS, type ServerDeps, type EventStreamOptions } from './build-server.js';
 export { createMetrics, type ServerMetrics } from './plugins/metrics.js';

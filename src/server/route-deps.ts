@@ -8,6 +8,7 @@ import type { Store } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import type { ServerMetrics } from './plugins/metrics.js';
 import type { VerifyAnswerer } from './routes/keys/verify-answer.js';
+import type { EventStreams } from './routes/events/stream.js';
 
 export interface RouteDeps {
   readonly keys: KeyService;
@@ -21,6 +22,8 @@ export interface RouteDeps {
   readonly guard: (requirement: ScopeRequirement) => onRequestHookHandler;
   /** The verify answer, shared by the route and the fast lane. */
   readonly answerVerify: VerifyAnswerer;
+  /** The open event streams and the audit tail they share. */
+  readonly events: EventStreams;
   /** Whether the server accepts traffic (false while draining). */
   readonly isReady: () => boolean;
 }

@@ -40,6 +40,7 @@ const ROUTES: readonly RouteCase[] = [
   { method: 'POST', pattern: '/v1/tokens/:id/revoke', scope: 'tokens:revoke', body: () => ({ reason: 'x' }), target: 'token' },
   { method: 'GET', pattern: '/v1/audit', scope: 'audit:read' },
   { method: 'POST', pattern: '/v1/audit/verify', scope: 'audit:read' },
+  { method: 'GET', pattern: '/v1/events', scope: 'events:read' },
   { method: 'GET', pattern: '/v1/rotation/policies', scope: 'rotation:read' },
   { method: 'GET', pattern: '/v1/rotation/policies/:name', scope: 'rotation:read' },
   { method: 'PUT', pattern: '/v1/rotation/policies/:name', scope: 'rotation:write', body: () => ({ policy: { name: 'intruder' } }) },

@@ -8,7 +8,7 @@ import { KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../../src/
 import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../../src/crypto/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../../src/secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationEngineConfig, type RotationPolicyService, type Connector } from '../../src/rotation/index.js';
-import { buildServer, createMetrics } from '../../src/server/index.js';
+import { buildServer, createMetrics, type EventStreamOptions } from '../../src/server/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
@@ -53,6 +53,8 @@ export interface TestContextOptions {
   readonly engine?: Partial<RotationEngineConfig>;
   /** Extra connectors (a test may replace a built-in). */
   readonly connectors?: readonly Connector[];
+  /** Event stream timings (`GET /v1/events`); the server's defaults unless given. */
+  readonly events?: EventStreamOptions;
 }
 
 /** Engine timings for tests: retries and checks in milliseconds, not minutes. */
@@ -101,7 +103,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   });
   const rotationPolicies = rotationModule.policies;
   const rotation = rotationModule.engine;
-  const app = await buildServer({ keys, secrets, kek, rotationPolicies, rotation, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }) });
+  const app = await buildServer({ keys, secrets, kek, rotationPolicies, rotation, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }), ...(options.events ? { events: options.events } : {}) });
   const root = await keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['*'], owner: 'root', ttl: '90d' });
   const context: TestContext = {
     dialect,

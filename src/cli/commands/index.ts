@@ -10,6 +10,7 @@ import { rotateCommands, rotationRunCommands } from './rotation-runs.js';
 import { runCommand } from './run.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
+import { eventsCommand } from './events.js';
 
 export const COMMANDS: readonly Command[] = [
   initCommand,
@@ -25,4 +26,5 @@ export const COMMANDS: readonly Command[] = [
   ...rotateCommands,
   auditListCommand,
   auditVerifyCommand,
+  eventsCommand,
 ];
