@@ -23,7 +23,8 @@ describe('scopes', () => {
     expect(isManagementScope('rotation:read')).toBe(true);
     expect(isManagementScope('rotation:write')).toBe(true);
     expect(isManagementScope('rotation:*')).toBe(true);
-    expect(isManagementScope('rotation:run')).toBe(false);
+    expect(isManagementScope('rotation:run')).toBe(true);
+    expect(isManagementScope('rotation:go')).toBe(false);
     expect(isManagementScope('*')).toBe(true);
     expect(isManagementScope('orders:read')).toBe(false);
     expect(isManagementScope('nothing:*')).toBe(false);

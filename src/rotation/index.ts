@@ -25,5 +25,5 @@ export {
 export * from './connectors/index.js';
 export { RotationEngine, DEFAULT_ENGINE_CONFIG, type RotationEngineConfig, type RotationEngineDeps, type TriggerInput, type ListRunsFilter, type RotationStats } from './runs/engine.js';
 export * from './runs/run-model.js';
-export { createRotationModule, derivedRandom, type RotationModule, type RotationModuleDeps } from './setup.js';
+export { createRotationModule, derivedRandom, connectorSettingsCheck, type RotationModule, type RotationModuleDeps } from './setup.js';
 export { latestFiring } from './cron.js';

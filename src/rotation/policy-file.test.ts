@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parsePolicyFile, type FileProblem } from './policy-file.js';
+import { connectorSettingsCheck } from './setup.js';
 
 const limits = { maxOverlapMs: 90 * 86_400_000 };
 
@@ -32,7 +33,8 @@ describe('policy files', () => {
       onFailure: 'rollback',
       enabled: true,
     });
-    expect(result.policies[1]?.connector).toEqual({ type: 'http', settings: { url: 'https://rotate.internal/stripe', tokenPath: 'ops/rotator-token' } });
+    expect(result.policies[1]?.connector).toMatchObject({ type: 'http', settings: { adminSecret: 'payments/stripe/admin', create: { key: '$.secret', id: '$.id' } } });
+    expect(result.policies[1]?.deployHook).toEqual({ url: 'https://deploy.internal/hooks/refresh-payments' });
   });
 
   it('names the line of an unknown connector and the connectors there are', () => {
@@ -64,7 +66,7 @@ describe('policy files', () => {
     expect(problemsOf(withLine('        consecutive: 5', '        consecutive: 5\n        retries: 2'))).toEqual([
       { line: 17, column: 9, message: 'unknown field "retries" in healthChecks.0' },
     ]);
-    expect(problemsOf(`${GOOD}version: 2\n`)).toEqual([{ line: 31, column: 1, message: expect.stringContaining('unknown top-level field "version"') }]);
+    expect(problemsOf(`${GOOD}version: 2\n`)).toEqual([{ line: GOOD.split('\n').length, column: 1, message: expect.stringContaining('unknown top-level field "version"') }]);
   });
 
   it('names the line of a YAML syntax error and of a key given twice', () => {
@@ -76,6 +78,15 @@ describe('policy files', () => {
 
   it('names the line of a connector that cannot rotate the target', () => {
     expect(problemsOf(withLine('type: keysmith-key', 'type: postgres'))).toEqual([{ line: 13, column: 7, message: expect.stringContaining('needs keysmith-key') }]);
+  });
+
+  it('names the line of connector settings the connector does not accept, with the settings check', () => {
+    const text = withLine('        adminSecret: payments/stripe/admin', '        adminSecret: payments/stripe/admin\n        retries: 3');
+    expect(parsePolicyFile(text, limits).ok).toBe(true);
+    const checked = parsePolicyFile(text, limits, connectorSettingsCheck());
+    expect(checked.ok).toBe(false);
+    expect(checked.ok ? [] : checked.problems).toEqual([{ line: 28, column: 7, message: 'retries is not an http connector setting' }]);
+    expect(parsePolicyFile(GOOD, limits, connectorSettingsCheck()).ok).toBe(true);
   });
 
   it('refuses a file that is not a map with a policies list', () => {

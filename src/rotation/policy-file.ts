@@ -4,7 +4,7 @@
  * key), so `keysmith rotation plan` can print `FILE:LINE:COL message` as compilers do.
  */
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
-import { createPolicyValidator, type PolicyLimits, type PolicyPath, type RotationPolicy } from './policy.js';
+import { createPolicyValidator, type ConnectorSettingsCheck, type PolicyLimits, type PolicyPath, type RotationPolicy } from './policy.js';
 
 export interface FileProblem {
   readonly line: number;
@@ -20,7 +20,7 @@ export type PolicyFileResult =
 export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
 const MAX_POLICIES = 1000;
 
-export function parsePolicyFile(text: string, limits: PolicyLimits): PolicyFileResult {
+export function parsePolicyFile(text: string, limits: PolicyLimits, connectors?: ConnectorSettingsCheck): PolicyFileResult {
   if (Buffer.byteLength(text) > MAX_POLICY_FILE_BYTES) return refused({ line: 1, column: 1, message: `the file is larger than ${MAX_POLICY_FILE_BYTES} bytes` });
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true });
@@ -46,7 +46,7 @@ export function parsePolicyFile(text: string, limits: PolicyLimits): PolicyFileR
   }
   const inputs = (value as { policies: unknown[] }).policies;
   if (inputs.length > MAX_POLICIES) return refused({ ...position(at, list as Node), message: `at most ${MAX_POLICIES} policies in one file` });
-  const checked = createPolicyValidator(limits).checkAll(inputs);
+  const checked = createPolicyValidator(limits, connectors).checkAll(inputs);
   if (checked.problems.length === 0) return { ok: true, policies: checked.policies };
   return {
     ok: false,

@@ -11,7 +11,7 @@ import type { Database, Dialect } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import type { RandomBytes } from '../shared/ids.js';
 import type { Connector } from './connectors/connector.js';
-import { KeysmithKeyConnector } from './connectors/keysmith-key-connector.js';
+import { KeysmithKeyConnector, type KeysmithKeyConnectorDeps } from './connectors/keysmith-key-connector.js';
 import { createConnectorRegistry, type ConnectorRegistry } from './connectors/registry.js';
 import { RotationPolicyService } from './policy-service.js';
 import { RotationEngine, type RotationEngineConfig } from './runs/engine.js';
@@ -61,4 +61,16 @@ export function derivedRandom(secret: Uint8Array, label: string): RandomBytes {
     pool = pool.subarray(size);
     return new Uint8Array(out);
   };
+}
+
+/**
+ * The settings check of every connector type, for checking a policy file away from a server
+ * (the CLI's plan): the same validators the server uses, without the services runs need.
+ */
+export function connectorSettingsCheck(): ConnectorRegistry {
+  const unused = () => {
+    throw new Error('this registry only checks settings');
+  };
+  const keys = { rotate: unused, replayRotation: unused, get: unused, revoke: unused } as unknown as KeysmithKeyConnectorDeps['keys'];
+  return createConnectorRegistry({}, [new KeysmithKeyConnector({ keys, randomFor: unused })]);
 }

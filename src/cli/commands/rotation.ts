@@ -8,7 +8,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import type { RotationPolicyRecordWire } from '../../contract/index.js';
 import { DEFAULT_KEY_POLICY } from '../../keys/index.js';
-import { MAX_POLICY_FILE_BYTES, parsePolicyFile, planPolicies, type FileProblem, type PolicyPlan, type RotationPolicy } from '../../rotation/index.js';
+import { MAX_POLICY_FILE_BYTES, connectorSettingsCheck, parsePolicyFile, planPolicies, type FileProblem, type PolicyPlan, type RotationPolicy } from '../../rotation/index.js';
 import { KeysmithApiError, type KeysmithClient } from '../../sdk/index.js';
 import { RefusedError, UsageError, optionFlag, optionString, type Command, type CommandContext, type CommandResult } from '../command.js';
 import { clientFrom, clientOptions } from '../client.js';
@@ -34,7 +34,7 @@ async function loadFile(ctx: CommandContext): Promise<LoadedFile> {
     throw new UsageError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
   }
   // The server's key policy may be stricter; it checks every policy again on apply.
-  const parsed = parsePolicyFile(text, { maxOverlapMs: DEFAULT_KEY_POLICY.maxTtlMs });
+  const parsed = parsePolicyFile(text, { maxOverlapMs: DEFAULT_KEY_POLICY.maxTtlMs }, connectorSettingsCheck());
   return parsed.ok ? { file, policies: parsed.policies } : { file, problems: parsed.problems };
 }
 
