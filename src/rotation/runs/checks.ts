@@ -119,8 +119,14 @@ export async function runDeployHook(hook: DeployHookSpec, notice: Record<string,
   }
   const [program, ...args] = hook.command ?? [];
   if (program === undefined) return { ok: false, evidence: { hook: 'none' } };
+  // A minimal environment, as the command connector gives: never the server's own (it may hold KEYSMITH_MASTER_KEY).
+  const env: Record<string, string> = {};
+  for (const name of ['PATH', 'LANG', 'SYSTEMROOT']) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
   return new Promise((resolve) => {
-    const child = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'], timeout: timeoutMs, ...(signal ? { signal } : {}) });
+    const child = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'], env, timeout: timeoutMs, ...(signal ? { signal } : {}) });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       if (stderr.length < 4000) stderr += chunk;
