@@ -49,6 +49,26 @@ async function api<T = any>(server: TestServer, method: string, path: string, bo
   return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
 
+/** A new PostgreSQL database for one test, dropped afterwards. */
+async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `ks_e2e_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: postgresUrl() });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(postgresUrl());
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const dropper = new pg.Client({ connectionString: postgresUrl() });
+      await dropper.connect();
+      await dropper.query(`drop database if exists ${name} with (force)`);
+      await dropper.end();
+    },
+  };
+}
+
 async function waitFor<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let value = await read();
@@ -102,62 +122,65 @@ describe('rotation runs from the CLI', { timeout: 120_000 }, () => {
   });
 });
 
-describe('a server killed during a run', { timeout: 120_000 }, () => {
+describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s]', { timeout: 120_000 }, (dialect) => {
   it('resumes the run on restart; the vendor ends with exactly the key the vault calls current', async () => {
     const dataDir = join(makeTempDir('crash'), 'data');
-    let server = await startServer(dataDir, [], FAST_ENGINE);
-    for (const key of vendor.activeKeys()) key.revoked = true;
-    const seeded = vendor.seedKey();
-    expect((await api(server, 'PUT', '/v1/secrets/vendors/acme/admin', { value: vendor.adminToken })).status).toBe(201);
-    expect((await api(server, 'PUT', '/v1/secrets/vendors/acme/api-key', { value: seeded.secret, vendorId: seeded.id })).status).toBe(201);
-    const policy = {
-      name: 'acme',
-      target: { secret: 'vendors/acme/api-key' },
-      schedule: { every: '30d' },
-      overlap: '2s',
-      connector: { type: 'http', settings: vendorSettings(vendor) },
-      healthChecks: [{ url: health.url, consecutive: 2, within: '10s' }],
-    };
-    expect((await api(server, 'PUT', '/v1/rotation/policies/acme', { policy })).status).toBe(201);
+    const database = dialect === 'postgres' ? await freshDatabase() : undefined;
+    const args = database ? ['--database', database.url] : [];
+    try {
+      let server = await startServer(dataDir, args, FAST_ENGINE);
+      for (const key of vendor.activeKeys()) key.revoked = true;
+      const seeded = vendor.seedKey();
+      expect((await api(server, 'PUT', '/v1/secrets/vendors/acme/admin', { value: vendor.adminToken })).status).toBe(201);
+      expect((await api(server, 'PUT', '/v1/secrets/vendors/acme/api-key', { value: seeded.secret, vendorId: seeded.id })).status).toBe(201);
+      const policy = {
+        name: 'acme',
+        target: { secret: 'vendors/acme/api-key' },
+        schedule: { every: '30d' },
+        overlap: '2s',
+        connector: { type: 'http', settings: vendorSettings(vendor) },
+        healthChecks: [{ url: health.url, consecutive: 2, within: '10s' }],
+      };
+      expect((await api(server, 'PUT', '/v1/rotation/policies/acme', { policy })).status).toBe(201);
 
-    // The test step's health probe is held: the server is killed in the middle of it.
-    health.hold();
-    const started = await api(server, 'POST', '/v1/rotations', { policy: 'acme', reason: 'drill' });
-    expect(started.status).toBe(201);
-    const runId = started.body.id as string;
-    await waitFor('the test step to probe', async () => health.pending, (pending) => pending > 0);
-    const atCrash = await api(server, 'GET', `/v1/rotations/${runId}`);
-    expect(atCrash.body).toMatchObject({ status: 'running', step: 'test' });
-    await server.crash();
-    health.answer(200);
-    health.release();
+      // The test step's health probe is held: the server is killed in the middle of it.
+      health.hold();
+      const started = await api(server, 'POST', '/v1/rotations', { policy: 'acme', reason: 'drill' });
+      expect(started.status).toBe(201);
+      const runId = started.body.id as string;
+      await waitFor('the test step to probe', async () => health.pending, (pending) => pending > 0);
+      const atCrash = await api(server, 'GET', `/v1/rotations/${runId}`);
+      expect(atCrash.body).toMatchObject({ status: 'running', step: 'test' });
+      await server.crash();
+      health.answer(200);
+      health.release();
 
-    server = await startServer(dataDir, [], FAST_ENGINE);
-    const finished = await waitFor(
-      'the run to end and pay its revocation',
-      async () => (await api(server, 'GET', `/v1/rotations/${runId}`)).body,
-      (run) => run.status !== 'running' && run.revocations.every((revocation: { status: string }) => revocation.status !== 'waiting'),
-    );
-    expect(['done', 'rolled_back']).toContain(finished.status);
-    expect(finished.timeline.map((step: { step: string }) => step.step).slice(0, 3)).toEqual(['create', 'set', 'test']);
-    const current = (await api(server, 'GET', '/v1/secrets/vendors/acme/api-key')).body.value as string;
-    expect(vendor.activeKeys().map((key) => key.secret)).toEqual([current]);
-    expect(await vendorAccepts(vendor, current)).toBe(true);
-    if (finished.status === 'done') expect(await vendorAccepts(vendor, seeded.secret)).toBe(false);
-    // Exactly one vendor key was made for the run, however often its create ran.
-    expect(vendor.keys().filter((key) => key.name === `keysmith-${runId}`)).toHaveLength(1);
+      server = await startServer(dataDir, args, FAST_ENGINE);
+      const finished = await waitFor(
+        'the run to end and pay its revocation',
+        async () => (await api(server, 'GET', `/v1/rotations/${runId}`)).body,
+        (run) => run.status !== 'running' && run.revocations.every((revocation: { status: string }) => revocation.status !== 'waiting'),
+      );
+      expect(['done', 'rolled_back']).toContain(finished.status);
+      expect(finished.timeline.map((step: { step: string }) => step.step).slice(0, 3)).toEqual(['create', 'set', 'test']);
+      const current = (await api(server, 'GET', '/v1/secrets/vendors/acme/api-key')).body.value as string;
+      expect(vendor.activeKeys().map((key) => key.secret)).toEqual([current]);
+      expect(await vendorAccepts(vendor, current)).toBe(true);
+      if (finished.status === 'done') expect(await vendorAccepts(vendor, seeded.secret)).toBe(false);
+      // Exactly one vendor key was made for the run, however often its create ran.
+      expect(vendor.keys().filter((key) => key.name === `keysmith-${runId}`)).toHaveLength(1);
+      await server.stop();
+    } finally {
+      await database?.drop();
+    }
   });
 });
 
 describe('two servers on one PostgreSQL database', { timeout: 120_000 }, () => {
   it('start each due scheduled run exactly once', async () => {
-    const admin = new pg.Client({ connectionString: postgresUrl() });
-    await admin.connect();
-    const database = `ks_e2e_${randomBytes(5).toString('hex')}`;
-    await admin.query(`create database ${database}`);
-    const url = new URL(postgresUrl());
-    url.pathname = `/${database}`;
-    const db = new pg.Client({ connectionString: url.toString() });
+    const database = await freshDatabase();
+    const url = new URL(database.url);
+    const db = new pg.Client({ connectionString: database.url });
     try {
       const dataDir = join(makeTempDir('two'), 'data');
       const first = await startServer(dataDir, ['--database', url.toString()], FAST_ENGINE);
@@ -198,8 +221,7 @@ describe('two servers on one PostgreSQL database', { timeout: 120_000 }, () => {
       await second.stop();
     } finally {
       await db.end().catch(() => undefined);
-      await admin.query(`drop database if exists ${database} with (force)`);
-      await admin.end();
+      await database.drop();
     }
   });
 });

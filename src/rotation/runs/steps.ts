@@ -251,7 +251,10 @@ export class RunSteps {
     };
     const secrets = input.state.newVersion === undefined ? [] : secretStrings((await this.#newCredential(input)).value);
     const hooked = await runDeployHook(input.policy.deployHook!, notice, secrets, input.signal);
-    if (!hooked.ok) throw new ConnectorError('ERR_CONNECTOR_FAILED', 'the deploy hook did not succeed', { connector: 'deploy-hook', retryable: true });
+    if (!hooked.ok) {
+      const said = Object.entries(hooked.evidence).map(([name, value]) => `${name}=${String(value)}`).join(' ');
+      throw new ConnectorError('ERR_CONNECTOR_FAILED', `the deploy hook did not succeed (${said})`, { connector: 'deploy-hook', retryable: true });
+    }
     return { kind: 'next', step: 'gate', evidence: hooked.evidence };
   }
 
