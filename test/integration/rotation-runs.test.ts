@@ -141,6 +141,37 @@ describeEachDialect('rotation runs', (dialect) => {
     expect(await ctx.rotation.stats()).toMatchObject({ awaitingRevocation: 0, runs: { done: 1 }, successRate: 1 });
   });
 
+  it('keeps a refused revocation across a restart: another engine on the same store pays it', async () => {
+    const seeded = await vendorSetup();
+    const started = await ctx.rotation.trigger(ADMIN, { secret: SECRET_PATH, trigger: 'manual' });
+    const done = await drive(ctx, started!.id, { until: (run) => run.status === 'done' });
+    vendor.failNextRevocations(1);
+    ctx.clock.set(done.revocations[0]!.notBefore);
+    await ctx.rotation.tick();
+    expect((await ctx.rotation.get(done.id)).revocations[0]).toMatchObject({ status: 'waiting', attempts: 1, lastError: expect.stringContaining('503') });
+    await ctx.rotation.stop();
+
+    const restarted = createRotationModule({
+      db: ctx.store.db,
+      dialect,
+      clock: ctx.clock,
+      random: secureRandom,
+      keys: ctx.keys,
+      secrets: ctx.secrets,
+      runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
+      engine: TEST_ENGINE_CONFIG,
+    }).engine;
+    try {
+      ctx.clock.advance(60_000);
+      await restarted.tick();
+      expect((await restarted.get(done.id)).revocations[0]).toMatchObject({ status: 'done', attempts: 2, lastError: null });
+      expect(await vendorAccepts(vendor, seeded.secret)).toBe(false);
+      expect(await restarted.stats()).toMatchObject({ awaitingRevocation: 0 });
+    } finally {
+      await restarted.stop();
+    }
+  });
+
   it('starts one run for two concurrent triggers of one policy', async () => {
     await vendorSetup();
     const results = await Promise.allSettled([
