@@ -8,6 +8,7 @@ import { appendAudit, ChangeFeed, type ActorContext, type AuditEventInput } from
 import type { KeyHasher } from '../crypto/index.js';
 import type { Database, ApiKeysTable, Dialect } from '../store/index.js';
 import { AppError } from '../shared/errors.js';
+import { decodeCursor, encodeCursor } from '../shared/cursor.js';
 import { parseDuration, formatDuration } from '../shared/duration.js';
 import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
@@ -722,21 +723,3 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-function encodeCursor(createdAt: string, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): [string, string] {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    const printable = (v: unknown): v is string => typeof v === 'string' && v.length <= 64 && /^[\x20-\x7e]*$/.test(v);
-    if (Array.isArray(value) && value.length === 2 && printable(value[0]) && printable(value[1])) {
-      return [value[0], value[1]];
-    }
-  } catch {
-    // fall through
-  }
-  throw new AppError('ERR_INVALID_REQUEST', 'cursor is not one this server issued; pass nextCursor from a previous page', {
-    details: [{ field: 'cursor', message: 'invalid cursor' }],
-  });
-}

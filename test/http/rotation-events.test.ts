@@ -3,78 +3,22 @@
  * stream follows a vendor-key rotation from start to its old key's revocation, on both store
  * dialects, and never carries a secret value.
  */
-import { request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { StreamEventWire } from '../../src/contract/index.js';
-import { SseParser, type SseMessage } from '../../src/sdk/index.js';
+import { follow, type OpenStream } from '../support/sse.js';
 import { describeEachDialect } from '../support/databases.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
-import { drive, vendorSettings } from '../support/rotation.js';
+import { drive, vendorRotationSetup } from '../support/rotation.js';
 import { useContext } from './helpers.js';
 
 const ADMIN = { actor: 'prn_admin' };
 const SECRET_PATH = 'vendors/acme/api-key';
 
-interface Followed {
-  readonly status: number;
-  text(): string;
-  events(): StreamEventWire[];
-  /** Resolves once `check` holds (looked at as data arrives), failing after `ms`. */
-  until(check: () => boolean, ms?: number): Promise<void>;
-  close(): void;
-}
-
-/** Opens a stream and waits for its opening id message: from then on every change reaches it. */
-async function follow(url: string, token: string): Promise<Followed> {
-  const stream = await new Promise<Followed>((resolve, reject) => {
-    const req = httpRequest(url, { headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` } }, (res: IncomingMessage) => {
-      const parser = new SseParser();
-      const messages: SseMessage[] = [];
-      let text = '';
-      const waiters = new Set<() => void>();
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        text += chunk;
-        messages.push(...parser.push(chunk));
-        for (const waiter of [...waiters]) waiter();
-      });
-      resolve({
-        status: res.statusCode ?? 0,
-        text: () => text,
-        events: () => messages.filter((m) => m.dispatch).map((m) => JSON.parse(m.data) as StreamEventWire),
-        until(check, ms = 10_000) {
-          if (check()) return Promise.resolve();
-          return new Promise((done, fail) => {
-            const timer = setTimeout(() => {
-              waiters.delete(waiter);
-              fail(new Error(`stream condition not met within ${ms} ms; received:\n${text}`));
-            }, ms);
-            const waiter = () => {
-              if (!check()) return;
-              clearTimeout(timer);
-              waiters.delete(waiter);
-              done();
-            };
-            waiters.add(waiter);
-          });
-        },
-        close: () => req.destroy(),
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
-  expect(stream.status, stream.text()).toBe(200);
-  await stream.until(() => stream.text().includes('\n\n'));
-  return stream;
-}
-
 describeEachDialect('GET /v1/events and rotation runs', (dialect) => {
   const ctx = useContext(dialect, { events: { pollMs: 20, heartbeatMs: 150 } });
   let base: string;
   let vendor: FakeVendor;
-  const streams: Followed[] = [];
+  const streams: OpenStream[] = [];
 
   beforeAll(async () => {
     vendor = await startFakeVendor();
@@ -87,27 +31,18 @@ describeEachDialect('GET /v1/events and rotation runs', (dialect) => {
   });
 
   it('streams rotation.run.started, each rotation.run.step and rotation.run.done for a run, then its revocation, with no secret value', async () => {
-    const all = await follow(`${base}/v1/events`, ctx().rootToken);
-    const onlyRotation = await follow(`${base}/v1/events?types=rotation`, await ctx().token(['events:read']));
+    const all = await follow(base, '/v1/events', { authorization: `Bearer ${ctx().rootToken}` });
+    const onlyRotation = await follow(base, '/v1/events?types=rotation', { authorization: `Bearer ${await ctx().token(['events:read'])}` });
     streams.push(all, onlyRotation);
 
-    await ctx().secrets.put(ADMIN, 'vendors/acme/admin', { value: vendor.adminToken });
-    const seeded = vendor.seedKey();
-    await ctx().secrets.put(ADMIN, SECRET_PATH, { value: seeded.secret, vendorId: seeded.id });
-    await ctx().rotationPolicies.put(ADMIN, 'acme', {
-      name: 'acme',
-      target: { secret: SECRET_PATH },
-      schedule: { every: '30d' },
-      overlap: '1h',
-      connector: { type: 'http', settings: vendorSettings(vendor) },
-    });
+    const { seeded } = await vendorRotationSetup(ctx(), vendor);
     const started = await ctx().rotation.trigger(ADMIN, { secret: SECRET_PATH, trigger: 'manual', reason: 'events' });
     const runId = started!.id;
     const run = await drive(ctx(), runId, { advance: true });
     expect(run.status).toBe('done');
     expect(run.revocations).toEqual([expect.objectContaining({ which: 'old', status: 'done' })]);
 
-    const ofRun = (stream: Followed) => stream.events().filter((event) => event.target === runId);
+    const ofRun = (stream: OpenStream) => stream.events().filter((event) => event.target === runId);
     await all.until(() => ofRun(all).some((event) => event.action === 'rotation.revocation.done'));
     await onlyRotation.until(() => ofRun(onlyRotation).some((event) => event.action === 'rotation.revocation.done'));
 

@@ -15,7 +15,7 @@ import { listAudit } from '../../src/audit/index.js';
 import { createTestContext, type TestContext } from '../support/context.js';
 import { describeEachDialect } from '../support/databases.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
-import { drive, startHealthEndpoint, vendorAccepts, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
+import { drive, startHealthEndpoint, vendorAccepts, vendorRotationSetup, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
 
 const ADMIN = { actor: 'prn_admin' };
 const SECRET_PATH = 'vendors/acme/api-key';
@@ -109,21 +109,7 @@ describeEachDialect('rotation runs after promote: deploy hook and onFailure', (d
     await ctx.close();
   });
 
-  /** A vendor key in use (vault current, with its vendor id) and a policy that rotates it. */
-  async function vendorSetup(policy: Record<string, unknown> = {}) {
-    await ctx.secrets.put(ADMIN, 'vendors/acme/admin', { value: vendor.adminToken });
-    const seeded = vendor.seedKey();
-    const put = await ctx.secrets.put(ADMIN, SECRET_PATH, { value: seeded.secret, vendorId: seeded.id });
-    await ctx.rotationPolicies.put(ADMIN, 'acme', {
-      name: 'acme',
-      target: { secret: SECRET_PATH },
-      schedule: { every: '30d' },
-      overlap: '1h',
-      connector: { type: 'http', settings: vendorSettings(vendor) },
-      ...policy,
-    });
-    return { seeded, version: put.version };
-  }
+  const vendorSetup = (policy: Record<string, unknown> = {}) => vendorRotationSetup(ctx, vendor, policy);
 
   async function currentValue(): Promise<string> {
     return (await ctx.secrets.read(ADMIN, SECRET_PATH)).value as string;

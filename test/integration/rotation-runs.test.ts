@@ -5,12 +5,12 @@
  * target however many triggers, rollback of a finished run, and the scheduler.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createTestContext, TEST_ENGINE_CONFIG, TEST_MASTER_KEY, type TestContext } from '../support/context.js';
-import { createRotationModule, derivedRandom } from '../../src/rotation/index.js';
-import { deriveSecret, secureRandom } from '../../src/crypto/index.js';
+import { createTestContext, TEST_MASTER_KEY, type TestContext } from '../support/context.js';
+import { derivedRandom } from '../../src/rotation/index.js';
+import { deriveSecret } from '../../src/crypto/index.js';
 import { describeEachDialect } from '../support/databases.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
-import { drive, startHealthEndpoint, vendorAccepts, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
+import { drive, secondEngine, startHealthEndpoint, vendorAccepts, vendorRotationSetup, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
 import { listAudit, verifyChain } from '../../src/audit/index.js';
 import { isAppError } from '../../src/shared/errors.js';
 
@@ -40,21 +40,7 @@ describeEachDialect('rotation runs', (dialect) => {
     await ctx.close();
   });
 
-  /** A vendor key in use (vault current, with its vendor id) and a policy that rotates it. */
-  async function vendorSetup(policy: Record<string, unknown> = {}) {
-    await ctx.secrets.put(ADMIN, 'vendors/acme/admin', { value: vendor.adminToken });
-    const seeded = vendor.seedKey();
-    await ctx.secrets.put(ADMIN, SECRET_PATH, { value: seeded.secret, vendorId: seeded.id });
-    await ctx.rotationPolicies.put(ADMIN, 'acme', {
-      name: 'acme',
-      target: { secret: SECRET_PATH },
-      schedule: { every: '30d' },
-      overlap: '1h',
-      connector: { type: 'http', settings: vendorSettings(vendor) },
-      ...policy,
-    });
-    return seeded;
-  }
+  const vendorSetup = async (policy: Record<string, unknown> = {}) => (await vendorRotationSetup(ctx, vendor, policy)).seeded;
 
   async function currentValue(path = SECRET_PATH): Promise<string> {
     return (await ctx.secrets.read(ADMIN, path)).value as string;
@@ -151,16 +137,7 @@ describeEachDialect('rotation runs', (dialect) => {
     expect((await ctx.rotation.get(done.id)).revocations[0]).toMatchObject({ status: 'waiting', attempts: 1, lastError: expect.stringContaining('503') });
     await ctx.rotation.stop();
 
-    const restarted = createRotationModule({
-      db: ctx.store.db,
-      dialect,
-      clock: ctx.clock,
-      random: secureRandom,
-      keys: ctx.keys,
-      secrets: ctx.secrets,
-      runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
-      engine: TEST_ENGINE_CONFIG,
-    }).engine;
+    const restarted = secondEngine(ctx);
     try {
       ctx.clock.advance(60_000);
       await restarted.tick();
@@ -347,16 +324,7 @@ describeEachDialect('rotation runs', (dialect) => {
       });
       expect(await ctx.rotation.scheduleDue()).toBe(0);
       ctx.clock.advance(7 * 86_400_000);
-      const twin = createRotationModule({
-        db: ctx.store.db,
-        dialect,
-        clock: ctx.clock,
-        random: secureRandom,
-        keys: ctx.keys,
-        secrets: ctx.secrets,
-        runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
-        engine: TEST_ENGINE_CONFIG,
-      }).engine;
+      const twin = secondEngine(ctx);
       const started = await Promise.all([ctx.rotation.scheduleDue(), twin.scheduleDue(), ctx.rotation.scheduleDue()]);
       expect(started.reduce((sum, n) => sum + n, 0)).toBe(1);
       expect(await ctx.rotation.scheduleDue()).toBe(0);

@@ -1,25 +1,13 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, HttpConnector, type ConnectorContext } from '../../src/rotation/connectors/index.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
+import { vendorSettings } from '../support/rotation.js';
 
 let vendor: FakeVendor;
 const connector = new HttpConnector();
 
 function acmeSettings(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    adminSecret: 'vendors/acme/admin',
-    create: {
-      method: 'POST',
-      url: `${vendor.url}/keys`,
-      headers: { Authorization: 'Bearer {{admin}}' },
-      body: { name: 'keysmith-{{runId}}' },
-      key: '$.secret',
-      id: '$.id',
-    },
-    test: { method: 'GET', url: `${vendor.url}/me`, headers: { Authorization: 'Bearer {{key}}' }, expect: 200 },
-    revoke: { method: 'DELETE', url: `${vendor.url}/keys/{{vendorId}}`, headers: { Authorization: 'Bearer {{admin}}' } },
-    ...overrides,
-  };
+  return { ...vendorSettings(vendor), ...overrides };
 }
 
 function ctx(runId: string, settings = acmeSettings(), admin: string | Record<string, unknown> = vendor.adminToken): ConnectorContext {

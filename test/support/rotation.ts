@@ -5,8 +5,9 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { RunDetail } from '../../src/rotation/index.js';
-import type { TestContext } from './context.js';
+import { createRotationModule, type RotationEngine, type RunDetail } from '../../src/rotation/index.js';
+import { deriveSecret, secureRandom } from '../../src/crypto/index.js';
+import { TEST_ENGINE_CONFIG, TEST_MASTER_KEY, type TestContext } from './context.js';
 import type { FakeVendor } from './fake-vendor.js';
 
 export interface HealthEndpoint {
@@ -118,4 +119,40 @@ export async function drive(ctx: TestContext, runId: string, options: DriveOptio
     }
   }
   return run;
+}
+
+export const VENDOR_SECRET_PATH = 'vendors/acme/api-key';
+const ADMIN = { actor: 'prn_admin' };
+
+/**
+ * A vendor key in use (vault current at VENDOR_SECRET_PATH, with its vendor id), the vendor's
+ * admin token in the vault, and a policy `acme` that rotates the key through the http connector.
+ */
+export async function vendorRotationSetup(ctx: TestContext, vendor: FakeVendor, policy: Record<string, unknown> = {}) {
+  await ctx.secrets.put(ADMIN, 'vendors/acme/admin', { value: vendor.adminToken });
+  const seeded = vendor.seedKey();
+  const put = await ctx.secrets.put(ADMIN, VENDOR_SECRET_PATH, { value: seeded.secret, vendorId: seeded.id });
+  await ctx.rotationPolicies.put(ADMIN, 'acme', {
+    name: 'acme',
+    target: { secret: VENDOR_SECRET_PATH },
+    schedule: { every: '30d' },
+    overlap: '1h',
+    connector: { type: 'http', settings: vendorSettings(vendor) },
+    ...policy,
+  });
+  return { seeded, version: put.version };
+}
+
+/** Another engine on the test context's store (a second server, or the same one restarted). */
+export function secondEngine(ctx: TestContext): RotationEngine {
+  return createRotationModule({
+    db: ctx.store.db,
+    dialect: ctx.dialect,
+    clock: ctx.clock,
+    random: secureRandom,
+    keys: ctx.keys,
+    secrets: ctx.secrets,
+    runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
+    engine: TEST_ENGINE_CONFIG,
+  }).engine;
 }

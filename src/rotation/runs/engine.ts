@@ -21,6 +21,7 @@ import type { Database, Dialect, RotationRunsTable } from '../../store/index.js'
 import type { Clock } from '../../shared/clock.js';
 import { AppError, isAppError } from '../../shared/errors.js';
 import { newKeyIdBody, type RandomBytes } from '../../shared/ids.js';
+import { decodeCursor, encodeCursor } from '../../shared/cursor.js';
 import { parseDuration, tryParseDuration } from '../../shared/duration.js';
 import { isConnectorError, scrub, type Connector, type StepEvidence } from '../connectors/connector.js';
 import type { ConnectorRegistry } from '../connectors/registry.js';
@@ -358,13 +359,13 @@ export class RotationEngine {
     if (filter.policy !== undefined) query = query.where('policy', '=', filter.policy);
     if (filter.target !== undefined) query = query.where('target', '=', filter.target);
     if (filter.cursor !== undefined) {
-      const [createdAt, id] = decodeRunCursor(filter.cursor);
+      const [createdAt, id] = decodeCursor(filter.cursor);
       query = query.where((eb) => eb.or([eb('created_at', '<', createdAt), eb.and([eb('created_at', '=', createdAt), eb('id', '<', id)])]));
     }
     const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
     const page = rows.slice(0, limit);
     const last = page.at(-1);
-    return { data: page.map(toRunRecord), nextCursor: rows.length > limit && last ? Buffer.from(`${last.created_at}|${last.id}`).toString('base64url') : null };
+    return { data: page.map(toRunRecord), nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null };
   }
 
   async stats(): Promise<RotationStats> {
@@ -836,14 +837,6 @@ function pickIds(evidence: StepEvidence): Record<string, string | number> {
   return out;
 }
 
-function decodeRunCursor(cursor: string): [string, string] {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const [createdAt, id] = text.split('|');
-  if (!createdAt || !id || !/^rot_[0-9A-Za-z]{22}$/.test(id)) {
-    throw new AppError('ERR_INVALID_REQUEST', 'cursor is not one this server issued; pass nextCursor from a previous page', { details: [{ field: 'cursor', message: 'not a cursor' }] });
-  }
-  return [createdAt, id];
-}
 
 function isUniqueViolation(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
