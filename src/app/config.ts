@@ -95,6 +95,8 @@ function rotationSettings(env: NodeJS.ProcessEnv): Partial<RotationEngineConfig>
   const maxBackoff = ms('MAX_BACKOFF');
   const traffic = ms('TRAFFIC_CHECK');
   const check = ms('CHECK_INTERVAL');
+  const schedule = ms('SCHEDULE');
+  if (schedule !== undefined) out.scheduleEveryMs = schedule;
   if (tick !== undefined) out.tickMs = tick;
   if (lease !== undefined) out.leaseMs = lease;
   if (retry !== undefined) out.retryBaseMs = retry;

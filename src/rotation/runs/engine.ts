@@ -61,6 +61,8 @@ export interface RotationEngineConfig {
   readonly checks: CheckTiming;
   /** Start scheduled runs (servers may leave it to others). */
   readonly scheduler: boolean;
+  /** How often the scheduler looks for due targets (it reads every policy's targets). */
+  readonly scheduleEveryMs: number;
   /** Runs one server advances at once. */
   readonly concurrency: number;
   /** The overlap of a manual key rotation no policy covers. */
@@ -77,6 +79,7 @@ export const DEFAULT_ENGINE_CONFIG: RotationEngineConfig = {
   defaultQuietPeriodMs: 15 * 60_000,
   checks: { intervalMs: 5000, timeoutMs: 10_000 },
   scheduler: true,
+  scheduleEveryMs: 60_000,
   concurrency: 4,
   defaultOverlap: '24h',
 };
@@ -137,6 +140,8 @@ export class RotationEngine {
   #stopTimer: (() => void) | undefined;
   #ticking: Promise<void> | undefined;
   #wakeTimer: NodeJS.Timeout | undefined;
+  /** When this server last looked for due targets (real time, so a test clock does not stall it). */
+  #lastScheduled = 0;
 
   constructor(deps: RotationEngineDeps) {
     this.#deps = deps;
@@ -204,7 +209,10 @@ export class RotationEngine {
 
   /** One pass: start scheduled runs, advance due runs, pay due revocations. Resolves when the work it started is done. */
   async tick(): Promise<void> {
-    if (this.#config.scheduler) await this.scheduleDue();
+    if (this.#config.scheduler && Date.now() - this.#lastScheduled >= this.#config.scheduleEveryMs) {
+      this.#lastScheduled = Date.now();
+      await this.scheduleDue();
+    }
     const claimed = await this.#claimRuns();
     const revocations = await this.#claimRevocations();
     await Promise.allSettled([...claimed.map((row) => this.#track(row.id, this.#advance(row))), ...revocations.map((id) => this.#payRevocation(id))]);
