@@ -83,6 +83,51 @@ export async function appendAudit(
   return toEvent({ ...row, hash });
 }
 
+/**
+ * Appends many events inside the given transaction with one bump of the head: the chain is the
+ * same as appending them one by one, at a fraction of the statements (bulk revocation writes an
+ * event per key). Returns the sequence number of the last event, or undefined for none.
+ */
+export async function appendAuditBatch(
+  trx: Transaction<Database>,
+  context: ActorContext,
+  events: readonly AuditEventInput[],
+  time: string,
+): Promise<number | undefined> {
+  if (events.length === 0) return undefined;
+  const head = await sql<{ seq: number | string; hash: string }>`
+    update audit_head set seq = seq + ${events.length} where id = 1 returning seq, hash`.execute(trx);
+  const current = head.rows[0];
+  if (!current) throw new Error('audit_head row is missing; run migrations');
+  const last = Number(current.seq);
+  let prevHash = current.hash;
+  const rows: AuditEventsTable[] = [];
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i]!;
+    const row: Omit<AuditEventsTable, 'hash'> = {
+      seq: last - events.length + 1 + i,
+      time,
+      actor: context.actor,
+      action: event.action,
+      target: event.target ?? null,
+      request_id: context.requestId ?? null,
+      source_ip: context.sourceIp ?? null,
+      data: JSON.stringify(event.data ?? {}),
+      prev_hash: prevHash,
+    };
+    prevHash = hashEvent(row);
+    rows.push({ ...row, hash: prevHash });
+  }
+  // 10 columns a row: 1,000 rows stay under both dialects' bound-parameter limits.
+  for (let start = 0; start < rows.length; start += AUDIT_INSERT_CHUNK) {
+    await trx.insertInto('audit_events').values(rows.slice(start, start + AUDIT_INSERT_CHUNK)).execute();
+  }
+  await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute();
+  return last;
+}
+
+const AUDIT_INSERT_CHUNK = 1_000;
+
 export interface ListAuditOptions {
   /** Return events with seq greater than this. */
   readonly after?: number;

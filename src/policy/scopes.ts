@@ -24,6 +24,8 @@ export const MANAGEMENT_SCOPES = [
   'kek:admin',
   'rotation:read',
   'rotation:write',
+  'incidents:read',
+  'incidents:write',
 ] as const;
 
 /** The secret scopes that may carry a path qualifier. */

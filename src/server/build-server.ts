@@ -6,7 +6,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
-import type { KeyService } from '../keys/index.js';
+import type { IncidentService, KeyService } from '../keys/index.js';
 import type { KekService, SecretService } from '../secrets/index.js';
 import type { RotationPolicyService } from '../rotation/index.js';
 import type { Store } from '../store/index.js';
@@ -38,6 +38,7 @@ import { secretRoutes } from './routes/secrets/secrets.js';
 import { rewriteSecretActionUrl } from './routes/secrets/action-url.js';
 import { kekRoutes } from './routes/kek/kek.js';
 import { rotationPolicyRoutes } from './routes/rotation/policies.js';
+import { incidentRoutes } from './routes/incidents/incidents.js';
 import { publicOpenApi } from './openapi-paths.js';
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -58,6 +59,7 @@ export const REDACT_PATHS = [
 
 export interface ServerDeps {
   readonly keys: KeyService;
+  readonly incidents: IncidentService;
   readonly secrets: SecretService;
   readonly kek: KekService;
   readonly rotationPolicies: RotationPolicyService;
@@ -121,6 +123,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   const routeDeps: RouteDeps = {
     keys: deps.keys,
+    incidents: deps.incidents,
     secrets: deps.secrets,
     kek: deps.kek,
     rotationPolicies: deps.rotationPolicies,
@@ -150,6 +153,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     secretRoutes,
     kekRoutes,
     rotationPolicyRoutes,
+    incidentRoutes,
   ]) {
     register(app, routeDeps);
   }

@@ -9,5 +9,6 @@ export type {
   SecretVersionsTable,
   KekVersionsTable,
   RotationPoliciesTable,
+  IncidentsTable,
 } from './schema.js';
 export { migrations } from './migrations/index.js';

@@ -220,6 +220,7 @@ describeEachDialect('security of the /v1 routes', (dialect) => {
     beforeAll(async () => {
       logged = await buildServer({
         keys: ctx().keys,
+        incidents: ctx().incidents,
         secrets: ctx().secrets,
         kek: ctx().kek,
         rotationPolicies: ctx().rotationPolicies,

@@ -2,12 +2,15 @@ import type { Migration, MigrationProvider } from 'kysely';
 import { keysAndAudit } from './0001-keys-and-audit.js';
 import { secretsVault } from './0002-secrets.js';
 import { rotationPolicies } from './0003-rotation-policies.js';
+import { incidents } from './0005-incidents.js';
 
 /** Migrations are code, listed in order; one set serves every dialect. */
 export const migrations: Record<string, Migration> = {
   '0001-keys-and-audit': keysAndAudit,
   '0002-secrets': secretsVault,
   '0003-rotation-policies': rotationPolicies,
+  // '0004-rotation-runs' lands here from the rotation-runs branch.
+  '0005-incidents': incidents,
 };
 
 export const migrationProvider: MigrationProvider = {
