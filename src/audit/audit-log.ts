@@ -5,8 +5,8 @@
  * UPDATE … RETURNING first, which serialises concurrent appenders on PostgreSQL (row lock) as
  * SQLite's single writer already does.
  */
-import { createHash } from 'node:crypto';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import * as crypto from 'node:crypto';
+import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, AuditEventsTable } from '../store/index.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -40,6 +40,12 @@ export interface AuditEvent {
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
+/** One-shot SHA-256 where Node has it (20.12+, about twice as fast on short input), else a Hash object. */
+const sha256Hex: (text: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? (text) => (crypto as unknown as { hash(alg: string, data: string, enc: string): string }).hash('sha256', text, 'hex')
+    : (text) => crypto.createHash('sha256').update(text).digest('hex');
+
 export function hashEvent(row: Omit<AuditEventsTable, 'hash'>): string {
   const canonical = JSON.stringify([
     row.seq,
@@ -52,7 +58,7 @@ export function hashEvent(row: Omit<AuditEventsTable, 'hash'>): string {
     row.data,
     row.prev_hash,
   ]);
-  return createHash('sha256').update(canonical).digest('hex');
+  return sha256Hex(canonical);
 }
 
 /** Appends one event inside the given transaction and returns it. */
@@ -101,26 +107,39 @@ export async function appendAuditBatch(
   if (!current) throw new Error('audit_head row is missing; run migrations');
   const last = Number(current.seq);
   let prevHash = current.hash;
-  const rows: AuditEventsTable[] = [];
-  for (let i = 0; i < events.length; i++) {
-    const event = events[i]!;
-    const row: Omit<AuditEventsTable, 'hash'> = {
-      seq: last - events.length + 1 + i,
-      time,
-      actor: context.actor,
-      action: event.action,
-      target: event.target ?? null,
-      request_id: context.requestId ?? null,
-      source_ip: context.sourceIp ?? null,
-      data: JSON.stringify(event.data ?? {}),
-      prev_hash: prevHash,
-    };
-    prevHash = hashEvent(row);
-    rows.push({ ...row, hash: prevHash });
-  }
-  // 10 columns a row: 1,000 rows stay under both dialects' bound-parameter limits.
-  for (let start = 0; start < rows.length; start += AUDIT_INSERT_CHUNK) {
-    await trx.insertInto('audit_events').values(rows.slice(start, start + AUDIT_INSERT_CHUNK)).execute();
+  const first = last - events.length + 1;
+  const requestId = context.requestId ?? null;
+  const sourceIp = context.sourceIp ?? null;
+  let compiled: { readonly size: number; readonly sql: string } | undefined;
+  for (let start = 0; start < events.length; start += AUDIT_INSERT_CHUNK) {
+    const chunk: AuditEventsTable[] = [];
+    for (let i = start; i < Math.min(events.length, start + AUDIT_INSERT_CHUNK); i++) {
+      const event = events[i]!;
+      const row: AuditEventsTable = {
+        seq: first + i,
+        time,
+        actor: context.actor,
+        action: event.action,
+        target: event.target ?? null,
+        request_id: requestId,
+        source_ip: sourceIp,
+        data: JSON.stringify(event.data ?? {}),
+        prev_hash: prevHash,
+        hash: '',
+      };
+      prevHash = hashEvent(row);
+      row.hash = prevHash;
+      chunk.push(row);
+    }
+    // The statement text depends only on the row count: compile it once per size, then bind.
+    if (compiled?.size !== chunk.length) {
+      compiled = { size: chunk.length, sql: trx.insertInto('audit_events').values(chunk).compile().sql };
+    }
+    const parameters: unknown[] = [];
+    for (const row of chunk) {
+      parameters.push(row.seq, row.time, row.actor, row.action, row.target, row.request_id, row.source_ip, row.data, row.prev_hash, row.hash);
+    }
+    await trx.executeQuery(CompiledQuery.raw(compiled.sql, parameters));
   }
   await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute();
   return last;

@@ -120,17 +120,25 @@ export class IncidentService {
     return { action, select: formatSelector(selector), selector, total: keys.length, keys };
   }
 
+  /** The plan the executors work from: ids only, in the order they were written (see #select). */
+  async #planIds(action: IncidentAction, select: string): Promise<{ selector: IncidentSelector; select: string; ids: string[] }> {
+    const selector = parseSelector(select);
+    const ids = await this.#select(selector, action, iso(this.#deps.clock.now()), true);
+    return { selector, select: formatSelector(selector), ids };
+  }
+
   /** Revokes every key the selector picks, in batches; one incident, one audit event per key. */
   async revoke(ctx: ActorContext, select: string, reason: string, options: IncidentRunOptions = {}): Promise<RevokeIncidentResult> {
-    const plan = await this.plan('revoke', select);
+    const plan = await this.#planIds('revoke', select);
+    const total = plan.ids.length;
     const batchSize = this.#deps.batch?.revoke ?? DEFAULT_REVOKE_BATCH;
-    const incident = await this.#open(ctx, plan, reason, null);
+    const incident = await this.#open(ctx, 'revoke', plan, reason, null);
     let done = 0;
     let affected = 0;
-    options.onProgress?.(0, plan.total);
+    options.onProgress?.(0, total);
     try {
-      for (let start = 0; start < plan.keys.length; start += batchSize) {
-        const ids = plan.keys.slice(start, start + batchSize).map((key) => key.id);
+      for (let start = 0; start < total; start += batchSize) {
+        const ids = plan.ids.slice(start, start + batchSize);
         const now = iso(this.#deps.clock.now());
         const revoked = await this.#deps.db.transaction().execute(async (trx) => {
           // The guard skips a key revoked since the plan; only keys revoked here are audited.
@@ -151,7 +159,7 @@ export class IncidentService {
         this.#deps.keys.invalidate(revoked);
         affected += revoked.length;
         done += ids.length;
-        options.onProgress?.(done, plan.total);
+        options.onProgress?.(done, total);
       }
     } catch (error) {
       throw await this.#fail(ctx, incident.id, affected, error);
@@ -166,15 +174,16 @@ export class IncidentService {
   async rotate(ctx: ActorContext, select: string, reason: string, overlap: string | undefined, options: IncidentRunOptions = {}): Promise<RotateIncidentResult> {
     const { keys } = this.#deps;
     const overlapMs = keys.overlapOf(overlap);
-    const plan = await this.plan('rotate', select);
+    const plan = await this.#planIds('rotate', select);
+    const total = plan.ids.length;
     const batchSize = this.#deps.batch?.rotate ?? DEFAULT_ROTATE_BATCH;
-    const incident = await this.#open(ctx, plan, reason, formatDuration(overlapMs));
+    const incident = await this.#open(ctx, 'rotate', plan, reason, formatDuration(overlapMs));
     const out: IncidentRotatedKey[] = [];
     let done = 0;
-    options.onProgress?.(0, plan.total);
+    options.onProgress?.(0, total);
     try {
-      for (let start = 0; start < plan.keys.length; start += batchSize) {
-        const ids = plan.keys.slice(start, start + batchSize).map((key) => key.id);
+      for (let start = 0; start < total; start += batchSize) {
+        const ids = plan.ids.slice(start, start + batchSize);
         const now = this.#deps.clock.now();
         const nowIso = iso(now);
         const rotated = await this.#deps.db.transaction().execute(async (trx) => {
@@ -204,7 +213,7 @@ export class IncidentService {
         keys.invalidate(rotated.flatMap(({ old, successor }) => [old.id, successor.row.id]));
         for (const { old, successor } of rotated) out.push({ id: successor.row.id, replaces: old.id, key: successor.key });
         done += ids.length;
-        options.onProgress?.(done, plan.total);
+        options.onProgress?.(done, total);
       }
     } catch (error) {
       throw await this.#fail(ctx, incident.id, out.length, error);
@@ -237,10 +246,12 @@ export class IncidentService {
   }
 
   /** Service keys the selector picks that the action can still act on, oldest first. */
-  async #select(selector: IncidentSelector, action: IncidentAction, nowIso: string): Promise<PlannedKey[]> {
+  async #select(selector: IncidentSelector, action: IncidentAction, nowIso: string): Promise<PlannedKey[]>;
+  async #select(selector: IncidentSelector, action: IncidentAction, nowIso: string, idsOnly: true): Promise<string[]>;
+  async #select(selector: IncidentSelector, action: IncidentAction, nowIso: string, idsOnly = false): Promise<PlannedKey[] | string[]> {
     let query = this.#deps.db
       .selectFrom('api_keys')
-      .select(['id', 'owner', 'env', 'created_at'])
+      .select(idsOnly ? ['id'] : ['id', 'owner', 'env', 'created_at'])
       .where('kind', '=', 'service')
       .where('revoked_at', 'is', null)
       .where('retired_at', 'is', null);
@@ -262,20 +273,29 @@ export class IncidentService {
         ),
       );
     }
-    const rows = await query.orderBy('created_at').orderBy('id').execute();
+    // Oldest first: rows were written in that order, so each batch touches neighbouring pages
+    // (on SQLite, random order writes several times the pages for the same keys).
+    const rows = (await query.orderBy('created_at').orderBy('id').execute()) as Array<Pick<ApiKeysTable, 'id' | 'owner' | 'env' | 'created_at'>>;
+    if (idsOnly) return rows.map((row) => row.id);
     return rows.map((row) => ({ id: row.id, owner: row.owner, env: row.env, createdAt: row.created_at }));
   }
 
-  async #open(ctx: ActorContext, plan: IncidentPlan, reason: string, overlap: string | null): Promise<IncidentRecord> {
+  async #open(
+    ctx: ActorContext,
+    action: IncidentAction,
+    plan: { readonly selector: IncidentSelector; readonly select: string; readonly ids: readonly string[] },
+    reason: string,
+    overlap: string | null,
+  ): Promise<IncidentRecord> {
     const now = iso(this.#deps.clock.now());
     const row: IncidentsTable = {
       id: `inc_${newKeyIdBody(this.#deps.random)}`,
-      action: plan.action,
+      action,
       selector: JSON.stringify(plan.selector),
       reason,
       status: 'running',
       key_count: 0,
-      planned_count: plan.total,
+      planned_count: plan.ids.length,
       overlap,
       started_at: now,
       finished_at: null,
@@ -287,7 +307,7 @@ export class IncidentService {
       await appendAudit(trx, ctx, {
         action: 'incident.opened',
         target: row.id,
-        data: { action: plan.action, select: plan.select, reason, planned: plan.total, ...(overlap !== null ? { overlap } : {}) },
+        data: { action, select: plan.select, reason, planned: plan.ids.length, ...(overlap !== null ? { overlap } : {}) },
       }, now);
     });
     return toRecord(row);

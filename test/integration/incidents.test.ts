@@ -48,7 +48,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
     expect(either.keys.map((k) => k.id).sort()).toEqual([a1.record.id, a2.record.id, b1.record.id].sort());
     const byId = await incidents.plan('rotate', `key=${a3.record.id},key=${b1.record.id}`);
     expect(byId.total).toBe(2);
-    expect(byId.keys[0]).toEqual({ id: a3.record.id, owner: 'plan-a', env: 'test', createdAt: a3.record.createdAt });
+    expect(byId.keys.find((k) => k.id === a3.record.id)).toEqual({ id: a3.record.id, owner: 'plan-a', env: 'test', createdAt: a3.record.createdAt });
     expect({ keys: await count('api_keys'), audit: await count('audit_events'), incidents: await count('incidents') }).toEqual(before);
   });
 
