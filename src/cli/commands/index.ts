@@ -6,6 +6,7 @@ import { tokenCommands } from './tokens.js';
 import { secretsCommands } from './secrets.js';
 import { kekCommands } from './kek.js';
 import { rotationCommands } from './rotation.js';
+import { incidentCommands } from './incidents.js';
 import { runCommand } from './run.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   runCommand,
   ...kekCommands,
   ...rotationCommands,
+  ...incidentCommands,
   auditListCommand,
   auditVerifyCommand,
 ];
