@@ -129,6 +129,7 @@ export class IncidentService {
 
   /** Revokes every key the selector picks, in batches; one incident, one audit event per key. */
   async revoke(ctx: ActorContext, select: string, reason: string, options: IncidentRunOptions = {}): Promise<RevokeIncidentResult> {
+    checkReason(reason);
     const plan = await this.#planIds('revoke', select);
     const total = plan.ids.length;
     const batchSize = this.#deps.batch?.revoke ?? DEFAULT_REVOKE_BATCH;
@@ -173,6 +174,7 @@ export class IncidentService {
    */
   async rotate(ctx: ActorContext, select: string, reason: string, overlap: string | undefined, options: IncidentRunOptions = {}): Promise<RotateIncidentResult> {
     const { keys } = this.#deps;
+    checkReason(reason);
     const overlapMs = keys.overlapOf(overlap);
     const plan = await this.#planIds('rotate', select);
     const total = plan.ids.length;
@@ -352,6 +354,13 @@ export class IncidentService {
 async function insertRows(trx: Transaction<Database>, rows: ApiKeysTable[]): Promise<void> {
   for (let start = 0; start < rows.length; start += 500) {
     await trx.insertInto('api_keys').values(rows.slice(start, start + 500)).execute();
+  }
+}
+
+/** The reason is kept on the incident and on every key row, so it must fit both. */
+function checkReason(reason: string): void {
+  if (reason.trim() === '' || reason.length > 500 || /[\u0000-\u001f\u007f]/.test(reason)) {
+    throw new AppError('ERR_INVALID_REQUEST', 'reason must be 1–500 printable characters', { details: [{ field: 'reason', message: '1–500 printable characters' }] });
   }
 }
 

@@ -156,6 +156,8 @@ describeEachDialect('incidents on a real database', (dialect) => {
 
   it('refuses an overlap longer than a key may live, before writing anything', async () => {
     const before = await head();
+    await expect(incidents.revoke(actor, 'owner=rotor', '')).rejects.toMatchObject({ code: 'ERR_INVALID_REQUEST' });
+    await expect(incidents.rotate(actor, 'owner=rotor', 'x'.repeat(501), '1h')).rejects.toMatchObject({ code: 'ERR_INVALID_REQUEST' });
     await expect(incidents.rotate(actor, 'owner=rotor', 'x', '400d')).rejects.toMatchObject({ code: 'ERR_TTL_TOO_LONG' });
     await expect(incidents.rotate(actor, 'owner=rotor', 'x', 'soon')).rejects.toMatchObject({ code: 'ERR_INVALID_DURATION' });
     expect(await head()).toBe(before);
