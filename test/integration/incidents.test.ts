@@ -4,10 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/index.js';
-import { IncidentService, type IssuedKey } from '../../src/keys/index.js';
-import { secureRandom } from '../../src/crypto/index.js';
+import { IncidentService, KeyService, type IssuedKey } from '../../src/keys/index.js';
+import { createKeyHasher, secureRandom } from '../../src/crypto/index.js';
 import { AppError } from '../../src/shared/errors.js';
-import { createTestContext, type TestContext } from '../support/context.js';
+import { TEST_MASTER_KEY, createTestContext, type TestContext } from '../support/context.js';
 import { describeEachDialect } from '../support/databases.js';
 
 const actor = { actor: 'key_incidenttester000000000', requestId: 'req_inc', sourceIp: '127.0.0.1' };
@@ -161,6 +161,20 @@ describeEachDialect('incidents on a real database', (dialect) => {
     await expect(incidents.rotate(actor, 'owner=rotor', 'x', '400d')).rejects.toMatchObject({ code: 'ERR_TTL_TOO_LONG' });
     await expect(incidents.rotate(actor, 'owner=rotor', 'x', 'soon')).rejects.toMatchObject({ code: 'ERR_INVALID_DURATION' });
     expect(await head()).toBe(before);
+  });
+
+  it('reaches another server through the change feed: revoked and rotated keys are seen there', async () => {
+    const other = new KeyService({ db: ctx.store.db, dialect, clock: ctx.clock, random: secureRandom, hasher: createKeyHasher(TEST_MASTER_KEY), config: ctx.keys.config });
+    await other.changes.poll();
+    const revokeMe = await Promise.all(Array.from({ length: 4 }, () => issue('feed-revoke')));
+    const rotateMe = await issue('feed-rotate');
+    for (const k of [...revokeMe, rotateMe]) expect((await other.verify({ key: k.key })).code).toBe('VALID');
+    await incidents.revoke(actor, 'owner=feed-revoke', 'seen elsewhere');
+    const { keys } = await incidents.rotate(actor, 'owner=feed-rotate', 'seen elsewhere', '1h');
+    await other.changes.poll();
+    for (const k of revokeMe) expect((await other.verify({ key: k.key })).code).toBe('REVOKED');
+    expect(await other.verify({ key: rotateMe.key })).toMatchObject({ code: 'VALID', rotation: { replacedBy: keys[0]!.id } });
+    await other.usage.stop();
   });
 
   describe('the incident list', () => {
