@@ -110,6 +110,7 @@ export async function appendAuditBatch(
   const first = last - events.length + 1;
   const requestId = context.requestId ?? null;
   const sourceIp = context.sourceIp ?? null;
+  const insert = bulkInsertText(trx);
   let compiled: { readonly size: number; readonly sql: string } | undefined;
   for (let start = 0; start < events.length; start += AUDIT_INSERT_CHUNK) {
     const chunk: AuditEventsTable[] = [];
@@ -131,10 +132,8 @@ export async function appendAuditBatch(
       row.hash = prevHash;
       chunk.push(row);
     }
-    // The statement text depends only on the row count: compile it once per size, then bind.
-    if (compiled?.size !== chunk.length) {
-      compiled = { size: chunk.length, sql: trx.insertInto('audit_events').values(chunk).compile().sql };
-    }
+    // The statement text depends only on the row count: built once per size, then bound.
+    if (compiled?.size !== chunk.length) compiled = { size: chunk.length, sql: insert(chunk.length) };
     const parameters: unknown[] = [];
     for (const row of chunk) {
       parameters.push(row.seq, row.time, row.actor, row.action, row.target, row.request_id, row.source_ip, row.data, row.prev_hash, row.hash);
@@ -146,6 +145,32 @@ export async function appendAuditBatch(
 }
 
 const AUDIT_INSERT_CHUNK = 1_000;
+const AUDIT_COLUMNS = 10;
+
+/**
+ * A multi-row INSERT of audit events in the executor's own SQL: a one-row statement compiled by
+ * Kysely gives the quoting and the placeholder style (`?` or `$n`); the rows are repeated from it,
+ * which costs nothing per value where compiling a thousand-row statement walks every value.
+ */
+function bulkInsertText(trx: Transaction<Database>): (rows: number) => string {
+  const one: AuditEventsTable = { seq: 0, time: '', actor: '', action: '', target: null, request_id: null, source_ip: null, data: '', prev_hash: '', hash: '' };
+  const compiled = trx.insertInto('audit_events').values(one).compile();
+  const at = compiled.sql.lastIndexOf('(');
+  const head = compiled.sql.slice(0, at);
+  const numbered = compiled.sql.includes('$1');
+  if (compiled.parameters.length !== AUDIT_COLUMNS || !/^\((\?|\$\d+)(, (\?|\$\d+))*\)$/.test(compiled.sql.slice(at))) {
+    throw new Error(`unexpected audit insert shape: ${compiled.sql}`);
+  }
+  return (rows) => {
+    const tuples: string[] = [];
+    for (let r = 0; r < rows; r++) {
+      const marks: string[] = [];
+      for (let c = 1; c <= AUDIT_COLUMNS; c++) marks.push(numbered ? `$${r * AUDIT_COLUMNS + c}` : '?');
+      tuples.push(`(${marks.join(', ')})`);
+    }
+    return head + tuples.join(', ');
+  };
+}
 
 export interface ListAuditOptions {
   /** Return events with seq greater than this. */
