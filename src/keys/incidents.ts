@@ -14,7 +14,7 @@
  * keys were done). A crash mid-way leaves it `running` with the keys done so far committed and
  * audited; running the same selector again finishes the job, since done keys no longer match.
  */
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import { appendAudit, appendAuditBatch, type ActorContext, type AuditEventInput } from '../audit/index.js';
 import type { ApiKeysTable, Database, Dialect, IncidentsTable } from '../store/index.js';
 import { AppError, isAppError } from '../shared/errors.js';
@@ -200,13 +200,7 @@ export class IncidentService {
             trx,
             pairs.map(({ old, successor }) => [successor.row.id, labels.get(old.id) ?? {}] as const),
           );
-          for (const { old, successor } of pairs) {
-            await trx
-              .updateTable('api_keys')
-              .set({ replaced_by: successor.row.id, grace_ends_at: successor.graceEndsAt, updated_at: nowIso })
-              .where('id', '=', old.id)
-              .execute();
-          }
+          await linkSuccessors(trx, pairs.map(({ old, successor }) => [old.id, successor.row.id, successor.graceEndsAt] as const), nowIso);
           const events = pairs.flatMap(({ old, successor }) => rotationAudit(old, successor.row, overlapMs, successor.graceEndsAt, { reason, incident: incident.id }));
           await appendAuditBatch(trx, ctx, events, nowIso);
           await this.#count(trx, incident.id, pairs.length);
@@ -348,6 +342,18 @@ export class IncidentService {
     }
     return error;
   }
+}
+
+/**
+ * Points each old row at its successor in one statement per batch: UPDATE … FROM (VALUES …),
+ * which SQLite (3.33+) and PostgreSQL both read, and both name the columns column1, column2, ….
+ * The rows are locked (PostgreSQL) or the writer is ours (SQLite), so no guard is needed here.
+ */
+async function linkSuccessors(trx: Transaction<Database>, links: ReadonlyArray<readonly [string, string, string]>, nowIso: string): Promise<void> {
+  if (links.length === 0) return;
+  const values = sql.join(links.map(([oldId, successorId, graceEndsAt]) => sql`(${oldId}, ${successorId}, ${graceEndsAt})`));
+  await sql`update api_keys set replaced_by = v.column2, grace_ends_at = v.column3, updated_at = ${nowIso}
+    from (values ${values}) as v where api_keys.id = v.column1`.execute(trx);
 }
 
 /** 23 columns a row: chunks of 500 stay under both dialects' bound-parameter limits. */
