@@ -157,8 +157,9 @@ export class IncidentService {
           await this.#count(trx, incident.id, rows.length);
           return rows.map((row) => row.id);
         });
-        this.#deps.keys.invalidate(revoked);
+        // Counted before anything else can throw: the batch has committed.
         affected += revoked.length;
+        this.#deps.keys.invalidate(revoked);
         done += ids.length;
         options.onProgress?.(done, total);
       }
@@ -171,6 +172,8 @@ export class IncidentService {
   /**
    * Rotates every key the selector picks as `KeyService.rotate` does (same successor rows, same
    * audit events, labels copied), in batches. The old keys stay VALID until the overlap ends.
+   * If a batch fails after others committed, the incident is marked `failed` and the keys
+   * minted so far are still returned (they are shown nowhere else); with none, the error is thrown.
    */
   async rotate(ctx: ActorContext, select: string, reason: string, overlap: string | undefined, options: IncidentRunOptions = {}): Promise<RotateIncidentResult> {
     const { keys } = this.#deps;
@@ -206,13 +209,18 @@ export class IncidentService {
           await this.#count(trx, incident.id, pairs.length);
           return pairs;
         });
-        keys.invalidate(rotated.flatMap(({ old, successor }) => [old.id, successor.row.id]));
+        // Kept before anything else can throw: the batch has committed and these keys exist.
         for (const { old, successor } of rotated) out.push({ id: successor.row.id, replaces: old.id, key: successor.key });
+        keys.invalidate(rotated.flatMap(({ old, successor }) => [old.id, successor.row.id]));
         done += ids.length;
         options.onProgress?.(done, total);
       }
     } catch (error) {
-      throw await this.#fail(ctx, incident.id, out.length, error);
+      const failure = await this.#fail(ctx, incident.id, out.length, error);
+      if (out.length === 0) throw failure;
+      // Batches that committed minted keys that exist nowhere else: hand them over, marked failed.
+      const record = await this.get(incident.id).catch(() => ({ ...incident, status: 'failed' as const, keyCount: out.length }));
+      return { incident: record, keys: out };
     }
     return { incident: await this.#close(ctx, incident.id, out.length), keys: out };
   }

@@ -177,6 +177,63 @@ describeEachDialect('incidents on a real database', (dialect) => {
     await other.usage.stop();
   });
 
+  describe('when a batch fails', () => {
+    /** The key service, with one method made to fail on its nth call. */
+    const failing = (method: 'successorOf' | 'invalidate', nth: number, error: Error): KeyService => {
+      let calls = 0;
+      const keys = ctx.keys;
+      return {
+        overlapOf: (text: string | undefined) => keys.overlapOf(text),
+        successorOf: (...args: Parameters<KeyService['successorOf']>) => {
+          if (method === 'successorOf' && ++calls === nth) throw error;
+          return keys.successorOf(...args);
+        },
+        invalidate: (ids: Iterable<string>) => {
+          if (method === 'invalidate' && ++calls === nth) throw error;
+          keys.invalidate(ids);
+        },
+      } as unknown as KeyService;
+    };
+    const serviceWith = (keys: KeyService) => new IncidentService({ db: ctx.store.db, dialect, clock: ctx.clock, random: secureRandom, keys, batch: { revoke: 3, rotate: 2 } });
+
+    it('marks a revoke failed, keeps what committed, and says nothing of internals', async () => {
+      const chosen = await Promise.all(Array.from({ length: 7 }, () => issue('fail-revoke')));
+      const seq = await head();
+      await expect(serviceWith(failing('invalidate', 2, new Error('driver said something private'))).revoke(actor, 'owner=fail-revoke', 'x')).rejects.toThrow('driver said something private');
+      const opened = (await events(seq)).find((e) => e.action === 'incident.opened')!;
+      const record = await incidents.get(opened.target!);
+      expect(record).toMatchObject({ status: 'failed', keyCount: 6, plannedCount: 7, failure: 'internal error' });
+      expect(record.finishedAt).not.toBeNull();
+      const revoked = (await events(seq)).filter((e) => e.action === 'key.revoked');
+      expect(revoked).toHaveLength(6);
+      expect((await events(seq)).at(-1)).toMatchObject({ action: 'incident.closed', data: { status: 'failed', keys: 6 } });
+      // Running the same selector again finishes the job.
+      const again = await incidents.revoke(actor, 'owner=fail-revoke', 'x');
+      expect(again.incident).toMatchObject({ status: 'done', keyCount: 1 });
+      for (const k of chosen) expect((await ctx.keys.get(k.record.id)).status).toBe('revoked');
+      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+    });
+
+    it('hands over the keys a failed rotation already minted, marked failed', async () => {
+      const chosen = await Promise.all(Array.from({ length: 5 }, () => issue('fail-rotate')));
+      const result = await serviceWith(failing('successorOf', 3, new AppError('ERR_INTERNAL', 'boom'))).rotate(actor, 'owner=fail-rotate', 'x', '1h');
+      expect(result.incident).toMatchObject({ status: 'failed', keyCount: 2, plannedCount: 5, failure: 'boom' });
+      expect(result.keys).toHaveLength(2);
+      for (const k of result.keys) expect((await ctx.keys.verify({ key: k.key })).code).toBe('VALID');
+      const superseded = await Promise.all(chosen.map((k) => ctx.keys.get(k.record.id)));
+      expect(superseded.filter((r) => r.status === 'superseded')).toHaveLength(2);
+      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+    });
+
+    it('throws when a rotation fails before any batch committed', async () => {
+      await Promise.all(Array.from({ length: 2 }, () => issue('fail-rotate-early')));
+      const seq = await head();
+      await expect(serviceWith(failing('successorOf', 1, new AppError('ERR_INTERNAL', 'early'))).rotate(actor, 'owner=fail-rotate-early', 'x', '1h')).rejects.toThrow('early');
+      const opened = (await events(seq)).find((e) => e.action === 'incident.opened')!;
+      expect(await incidents.get(opened.target!)).toMatchObject({ select: 'owner=fail-rotate-early', status: 'failed', keyCount: 0, failure: 'early' });
+    });
+  });
+
   describe('the incident list', () => {
     it('lists newest first and pages with a cursor', async () => {
       ctx.clock.advance(1_000);
