@@ -38,6 +38,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
     }
     app = await buildServer({
       keys: services.keys,
+      incidents: services.incidents,
       secrets: services.secrets,
       kek: services.kek,
       rotationPolicies: services.rotationPolicies,

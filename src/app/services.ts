@@ -1,7 +1,7 @@
 /** The composition root: configuration in, concrete services out. The only file that knows them all. */
 import { createKeyHasher, deriveSecret, secureRandom, type KekProvider } from '../crypto/index.js';
 import { openKekProvider } from './kek-config.js';
-import { KeyService } from '../keys/index.js';
+import { IncidentService, KeyService } from '../keys/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationPolicyService, type ConnectorRegistry } from '../rotation/index.js';
 import { createStore, type Store } from '../store/index.js';
@@ -13,6 +13,7 @@ import { loadMasterKey, sqlitePath } from './data-dir.js';
 export interface Services {
   readonly store: Store;
   readonly keys: KeyService;
+  readonly incidents: IncidentService;
   readonly secrets: SecretService;
   readonly kek: KekService;
   readonly rotationPolicies: RotationPolicyService;
@@ -60,6 +61,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     hasher: createKeyHasher(masterKey),
     config: config.keyPolicy,
   });
+  const incidents = new IncidentService({ db: store.db, dialect: store.dialect, clock, random, keys });
   const kek = new KekService({ db: store.db, dialect: store.dialect, clock, kek: kekProvider });
   const secrets = new SecretService({
     db: store.db,
@@ -91,6 +93,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
   return {
     store,
     keys,
+    incidents,
     secrets,
     kek,
     rotationPolicies: rotationModule.policies,

@@ -5,8 +5,8 @@
  * UPDATE … RETURNING first, which serialises concurrent appenders on PostgreSQL (row lock) as
  * SQLite's single writer already does.
  */
-import { createHash } from 'node:crypto';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import * as crypto from 'node:crypto';
+import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, AuditEventsTable } from '../store/index.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -40,6 +40,12 @@ export interface AuditEvent {
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
+/** One-shot SHA-256 where Node has it (20.12+, about twice as fast on short input), else a Hash object. */
+const sha256Hex: (text: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? (text) => (crypto as unknown as { hash(alg: string, data: string, enc: string): string }).hash('sha256', text, 'hex')
+    : (text) => crypto.createHash('sha256').update(text).digest('hex');
+
 export function hashEvent(row: Omit<AuditEventsTable, 'hash'>): string {
   const canonical = JSON.stringify([
     row.seq,
@@ -52,7 +58,7 @@ export function hashEvent(row: Omit<AuditEventsTable, 'hash'>): string {
     row.data,
     row.prev_hash,
   ]);
-  return createHash('sha256').update(canonical).digest('hex');
+  return sha256Hex(canonical);
 }
 
 /** Appends one event inside the given transaction and returns it. */
@@ -81,6 +87,89 @@ export async function appendAudit(
   await trx.insertInto('audit_events').values({ ...row, hash }).execute();
   await trx.updateTable('audit_head').set({ hash }).where('id', '=', 1).execute();
   return toEvent({ ...row, hash });
+}
+
+/**
+ * Appends many events inside the given transaction with one bump of the head: the chain is the
+ * same as appending them one by one, at a fraction of the statements (bulk revocation writes an
+ * event per key). Returns the sequence number of the last event, or undefined for none.
+ */
+export async function appendAuditBatch(
+  trx: Transaction<Database>,
+  context: ActorContext,
+  events: readonly AuditEventInput[],
+  time: string,
+): Promise<number | undefined> {
+  if (events.length === 0) return undefined;
+  const head = await sql<{ seq: number | string; hash: string }>`
+    update audit_head set seq = seq + ${events.length} where id = 1 returning seq, hash`.execute(trx);
+  const current = head.rows[0];
+  if (!current) throw new Error('audit_head row is missing; run migrations');
+  const last = Number(current.seq);
+  let prevHash = current.hash;
+  const first = last - events.length + 1;
+  const requestId = context.requestId ?? null;
+  const sourceIp = context.sourceIp ?? null;
+  const insert = bulkInsertText(trx);
+  let compiled: { readonly size: number; readonly sql: string } | undefined;
+  for (let start = 0; start < events.length; start += AUDIT_INSERT_CHUNK) {
+    const chunk: AuditEventsTable[] = [];
+    for (let i = start; i < Math.min(events.length, start + AUDIT_INSERT_CHUNK); i++) {
+      const event = events[i]!;
+      const row: AuditEventsTable = {
+        seq: first + i,
+        time,
+        actor: context.actor,
+        action: event.action,
+        target: event.target ?? null,
+        request_id: requestId,
+        source_ip: sourceIp,
+        data: JSON.stringify(event.data ?? {}),
+        prev_hash: prevHash,
+        hash: '',
+      };
+      prevHash = hashEvent(row);
+      row.hash = prevHash;
+      chunk.push(row);
+    }
+    // The statement text depends only on the row count: built once per size, then bound.
+    if (compiled?.size !== chunk.length) compiled = { size: chunk.length, sql: insert(chunk.length) };
+    const parameters: unknown[] = [];
+    for (const row of chunk) {
+      parameters.push(row.seq, row.time, row.actor, row.action, row.target, row.request_id, row.source_ip, row.data, row.prev_hash, row.hash);
+    }
+    await trx.executeQuery(CompiledQuery.raw(compiled.sql, parameters));
+  }
+  await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute();
+  return last;
+}
+
+const AUDIT_INSERT_CHUNK = 1_000;
+const AUDIT_COLUMNS = 10;
+
+/**
+ * A multi-row INSERT of audit events in the executor's own SQL: a one-row statement compiled by
+ * Kysely gives the quoting and the placeholder style (`?` or `$n`); the rows are repeated from it,
+ * which costs nothing per value where compiling a thousand-row statement walks every value.
+ */
+function bulkInsertText(trx: Transaction<Database>): (rows: number) => string {
+  const one: AuditEventsTable = { seq: 0, time: '', actor: '', action: '', target: null, request_id: null, source_ip: null, data: '', prev_hash: '', hash: '' };
+  const compiled = trx.insertInto('audit_events').values(one).compile();
+  const at = compiled.sql.lastIndexOf('(');
+  const head = compiled.sql.slice(0, at);
+  const numbered = compiled.sql.includes('$1');
+  if (compiled.parameters.length !== AUDIT_COLUMNS || !/^\((\?|\$\d+)(, (\?|\$\d+))*\)$/.test(compiled.sql.slice(at))) {
+    throw new Error(`unexpected audit insert shape: ${compiled.sql}`);
+  }
+  return (rows) => {
+    const tuples: string[] = [];
+    for (let r = 0; r < rows; r++) {
+      const marks: string[] = [];
+      for (let c = 1; c <= AUDIT_COLUMNS; c++) marks.push(numbered ? `$${r * AUDIT_COLUMNS + c}` : '?');
+      tuples.push(`(${marks.join(', ')})`);
+    }
+    return head + tuples.join(', ');
+  };
 }
 
 export interface ListAuditOptions {

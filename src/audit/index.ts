@@ -1,5 +1,6 @@
 export {
   appendAudit,
+  appendAuditBatch,
   listAudit,
   verifyChain,
   hashEvent,

@@ -5,3 +5,4 @@ export * from './secrets.js';
 export * from './rotation.js';
 export * from './rotation-runs.js';
 export * from './events.js';
+export * from './incidents.js';

@@ -61,3 +61,50 @@ function secretOf(key: string): string {
   const last = key.slice(key.lastIndexOf('_') + 1);
   return last.slice(0, last.length - 6);
 }
+
+/** What a rotation writes: the successor row (and its key, shown once) and the old row's overlap. */
+export interface SuccessorRow {
+  readonly key: string;
+  readonly row: ApiKeysTable;
+  /** When the old key stops verifying: the end of the overlap, or its own expiry if sooner. */
+  readonly graceEndsAt: string;
+}
+
+export interface SuccessorOptions {
+  readonly now: number;
+  readonly overlapMs: number;
+  readonly actor: string;
+  /** The successor's expiry; by default it lives as long as the old key did (capped at maxTtlMs). */
+  readonly expiresAt?: string;
+  readonly maxTtlMs: number;
+}
+
+/**
+ * The successor of `old` for a rotation: the same settings under a fresh id and secret. Shared
+ * by `KeyService.rotate` and bulk rotation, so both mint exactly the same rows.
+ */
+export function successorRow(
+  old: ApiKeysTable,
+  options: SuccessorOptions,
+  deps: { readonly hasher: KeyHasher; readonly random: RandomBytes },
+): SuccessorRow {
+  const { now } = options;
+  const lifetime = Math.min(Date.parse(old.expires_at) - Date.parse(old.created_at), options.maxTtlMs);
+  const expiresAt = options.expiresAt ?? new Date(now + lifetime).toISOString();
+  const graceEndsAt = new Date(Math.min(Date.parse(old.expires_at), now + options.overlapMs)).toISOString();
+  const { key, row } = newKeyRow(old, { expiresAt, createdAt: new Date(now).toISOString(), createdBy: options.actor, replaces: old.id }, deps);
+  return { key, row, graceEndsAt };
+}
+
+/** Why a row cannot be rotated now, or null if it can. */
+export function unrotatableReason(
+  row: Pick<ApiKeysTable, 'retired_at' | 'revoked_at' | 'replaced_by' | 'expires_at' | 'disabled_at'>,
+  nowIso: string,
+): 'retired' | 'revoked' | 'superseded' | 'expired' | 'disabled' | null {
+  if (row.retired_at !== null) return 'retired';
+  if (row.revoked_at !== null) return 'revoked';
+  if (row.replaced_by !== null) return 'superseded';
+  if (row.expires_at <= nowIso) return 'expired';
+  if (row.disabled_at !== null) return 'disabled';
+  return null;
+}

@@ -14,7 +14,8 @@ import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
 import { hasScope, isManagementScope, missingScopes, MANAGEMENT_SCOPES } from '../policy/index.js';
 import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, formatKey, type KeyEnv } from './key-format.js';
-import { newKeyRow } from './key-row.js';
+import { newKeyRow, successorRow, type SuccessorRow } from './key-row.js';
+import { readLabels, writeLabels } from './key-labels.js';
 import { normaliseCidr } from './ip-allowlist.js';
 import { toKeyRecord, type KeyKind, type KeyRecord, type KeyStatus } from './key-record.js';
 import { KeyVerifier, type VerifyInput, type VerifyOutcome, type CachedKey, type MatchResult } from './verifier.js';
@@ -322,21 +323,15 @@ export class KeyService {
    * (see `replayRotation`) instead of losing a value that is shown only once.
    */
   async rotate(ctx: ActorContext, keyId: string, input: RotateKeyInput, target: KeyTarget = SERVICE_TARGET, options: { random?: RandomBytes } = {}): Promise<RotatedKey> {
-    const { config } = this.#deps;
-    const overlapMs = input.overlap === undefined ? config.defaultOverlapMs : parseDuration(input.overlap, 'overlap');
-    if (overlapMs > config.maxTtlMs) {
-      throw new AppError('ERR_TTL_TOO_LONG', `overlap ${input.overlap} is longer than the maximum key lifetime ${formatDuration(config.maxTtlMs)}`);
-    }
+    const overlapMs = this.overlapOf(input.overlap);
     const result = await this.#change(ctx, keyId, target, async (trx, old, now) => {
       assertRotatable(old, iso(now));
-      const lifetime = Math.min(Date.parse(old.expires_at) - Date.parse(old.created_at), config.maxTtlMs);
-      const expiresAt = input.ttl !== undefined || input.expiresAt !== undefined ? this.#expiry(input, now) : iso(now + lifetime);
-      const graceEndsAt = iso(Math.min(Date.parse(old.expires_at), now + overlapMs));
-      const { key, row } = newKeyRow(old, { expiresAt, createdAt: iso(now), createdBy: ctx.actor, replaces: old.id }, { hasher: this.#deps.hasher, random: options.random ?? this.#deps.random });
+      const expiresAt = input.ttl !== undefined || input.expiresAt !== undefined ? this.#expiry(input, now) : undefined;
+      const { key, row, graceEndsAt } = this.successorOf(old, ctx, now, overlapMs, expiresAt, options.random);
       const successorId = row.id;
       await trx.insertInto('api_keys').values(row).execute();
-      const labels = await this.#labelsFor(trx, [old.id]);
-      await this.#writeLabels(trx, successorId, labels.get(old.id) ?? {});
+      const labels = await readLabels(trx, [old.id]);
+      await writeLabels(trx, [[successorId, labels.get(old.id) ?? {}]]);
       // The guard makes two concurrent rotations give exactly one successor.
       const updated = await trx
         .updateTable('api_keys')
@@ -346,14 +341,40 @@ export class KeyService {
         .where('revoked_at', 'is', null)
         .executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1) throw new AppError('ERR_KEY_SUPERSEDED', `key ${old.id} has already been rotated`);
-      const audit: AuditEventInput[] = [
-        { action: `${auditNoun(old.kind)}.rotated`, target: old.id, data: { successor: successorId, overlap: formatDuration(overlapMs), graceEndsAt } },
-        { action: `${auditNoun(old.kind)}.issued`, target: successorId, data: { rotatedFrom: old.id, expiresAt, scopes: JSON.parse(old.scopes) } },
-      ];
+      const audit = rotationAudit(old, row, overlapMs, graceEndsAt);
       return { value: { key, successorId }, audit, alsoInvalidate: [successorId] };
     });
     const [record, previous] = await Promise.all([this.get(result.successorId, target.kind), this.get(keyId, target.kind)]);
     return { key: result.key, record, previous };
+  }
+
+  /** An overlap as given (`24h`), or the default, checked against the longest key lifetime. */
+  overlapOf(text: string | undefined): number {
+    const { config } = this.#deps;
+    const overlapMs = text === undefined ? config.defaultOverlapMs : parseDuration(text, 'overlap');
+    if (overlapMs > config.maxTtlMs) {
+      throw new AppError('ERR_TTL_TOO_LONG', `overlap ${text} is longer than the maximum key lifetime ${formatDuration(config.maxTtlMs)}`, {
+        details: [{ field: 'overlap', message: `at most ${formatDuration(config.maxTtlMs)}` }],
+      });
+    }
+    return overlapMs;
+  }
+
+  /** The successor row a rotation of `old` writes, minted with this service's hasher and random source. */
+  successorOf(old: ApiKeysTable, ctx: ActorContext, now: number, overlapMs: number, expiresAt?: string, random?: RandomBytes): SuccessorRow {
+    return successorRow(
+      old,
+      { now, overlapMs, actor: ctx.actor, maxTtlMs: this.#deps.config.maxTtlMs, ...(expiresAt !== undefined ? { expiresAt } : {}) },
+      { hasher: this.#deps.hasher, random: random ?? this.#deps.random },
+    );
+  }
+
+  /**
+   * Drops changed keys from this server's verify cache, after their change has committed. Other
+   * servers learn of them through the audit change feed.
+   */
+  invalidate(keyIds: Iterable<string>): void {
+    for (const id of keyIds) this.verifier.invalidate(id);
   }
 
   async revoke(ctx: ActorContext, keyId: string, reason: string | undefined, target: KeyTarget = SERVICE_TARGET): Promise<KeyRecord> {
@@ -650,21 +671,12 @@ export class KeyService {
     return new Map(rows.map((row) => [row.key_id, row.used_at]));
   }
 
-  async #labelsFor(db: Kysely<Database> | Transaction<Database>, ids: string[]): Promise<Map<string, Record<string, string>>> {
-    const out = new Map<string, Record<string, string>>();
-    if (ids.length === 0) return out;
-    const rows = await db.selectFrom('key_labels').selectAll().where('key_id', 'in', ids).orderBy('name').execute();
-    for (const row of rows) {
-      const labels = out.get(row.key_id) ?? {};
-      labels[row.name] = row.value;
-      out.set(row.key_id, labels);
-    }
-    return out;
+  #labelsFor(db: Kysely<Database> | Transaction<Database>, ids: string[]): Promise<Map<string, Record<string, string>>> {
+    return readLabels(db, ids);
   }
 
-  async #writeLabels(trx: Transaction<Database>, keyId: string, labels: Readonly<Record<string, string>>): Promise<void> {
-    const rows = Object.entries(labels).map(([name, value]) => ({ key_id: keyId, name, value }));
-    if (rows.length > 0) await trx.insertInto('key_labels').values(rows).execute();
+  #writeLabels(trx: Transaction<Database>, keyId: string, labels: Readonly<Record<string, string>>): Promise<void> {
+    return writeLabels(trx, [[keyId, labels]]);
   }
 }
 
@@ -677,6 +689,15 @@ async function lockRow(trx: Transaction<Database>, keyId: string, dialect: Diale
 function assertNotRevoked(row: ApiKeysTable): void {
   if (row.retired_at !== null) throw new AppError('ERR_KEY_RETIRED', `key ${row.id} is retired`);
   if (row.revoked_at !== null) throw new AppError('ERR_KEY_REVOKED', `key ${row.id} is revoked`);
+}
+
+/** The two events of one rotation: the old key's and its successor's. Never the key itself. */
+export function rotationAudit(old: ApiKeysTable, successor: ApiKeysTable, overlapMs: number, graceEndsAt: string, extra: Record<string, unknown> = {}): AuditEventInput[] {
+  const noun = auditNoun(old.kind);
+  return [
+    { action: `${noun}.rotated`, target: old.id, data: { successor: successor.id, overlap: formatDuration(overlapMs), graceEndsAt, ...extra } },
+    { action: `${noun}.issued`, target: successor.id, data: { rotatedFrom: old.id, expiresAt: successor.expires_at, scopes: JSON.parse(old.scopes), ...extra } },
+  ];
 }
 
 function assertRotatable(row: ApiKeysTable, nowIso: string): void {

@@ -26,6 +26,8 @@ export const MANAGEMENT_SCOPES = [
   'rotation:read',
   'rotation:write',
   'rotation:run',
+  'incidents:read',
+  'incidents:write',
 ] as const;
 
 /** The secret scopes that may carry a path qualifier. */

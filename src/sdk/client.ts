@@ -44,6 +44,12 @@ import type {
   ListRotationRunsQueryWire,
   RotationStatsWire,
   StreamEventWire,
+  CreateIncidentBodyWire,
+  IncidentPlanWire,
+  IncidentResultWire,
+  IncidentRecordWire,
+  IncidentPageWire,
+  ListIncidentsQueryWire,
 } from '../contract/index.js';
 import { SseParser } from './sse.js';
 
@@ -348,6 +354,21 @@ export class KeysmithClient {
       options.signal?.removeEventListener('abort', onAbort);
       abort.abort();
     }
+  }
+
+  /** The plan of a mass revocation or rotation: nothing changes. */
+  planIncident(body: Omit<CreateIncidentBodyWire, 'dryRun'>): Promise<IncidentPlanWire> {
+    return this.#call('POST', '/v1/incidents', { body: { ...body, dryRun: true } });
+  }
+  /** Revokes or rotates every key the selector picks; for rotate the new keys are in the answer, once. */
+  createIncident(body: Omit<CreateIncidentBodyWire, 'dryRun'>): Promise<IncidentResultWire> {
+    return this.#call('POST', '/v1/incidents', { body });
+  }
+  listIncidents(query: ListIncidentsQueryWire = {}): Promise<IncidentPageWire> {
+    return this.#call('GET', '/v1/incidents', { query: query as Query });
+  }
+  getIncident(id: string): Promise<IncidentRecordWire> {
+    return this.#call('GET', `/v1/incidents/${encodeURIComponent(id)}`);
   }
 
   async #call<T>(method: string, path: string, options: { body?: unknown; query?: Query } = {}): Promise<T> {

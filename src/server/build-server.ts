@@ -6,7 +6,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
-import type { KeyService } from '../keys/index.js';
+import type { IncidentService, KeyService } from '../keys/index.js';
 import type { KekService, SecretService } from '../secrets/index.js';
 import type { RotationPolicyService, RotationEngine } from '../rotation/index.js';
 import type { Store } from '../store/index.js';
@@ -39,6 +39,7 @@ import { rewriteSecretActionUrl } from './routes/secrets/action-url.js';
 import { kekRoutes } from './routes/kek/kek.js';
 import { rotationPolicyRoutes } from './routes/rotation/policies.js';
 import { rotationRunRoutes } from './routes/rotation/runs.js';
+import { incidentRoutes } from './routes/incidents/incidents.js';
 import { publicOpenApi } from './openapi-paths.js';
 import { createEventStreams, eventsRoute } from './routes/events/stream.js';
 import { AuditTail } from '../audit/index.js';
@@ -61,6 +62,7 @@ export const REDACT_PATHS = [
 
 export interface ServerDeps {
   readonly keys: KeyService;
+  readonly incidents: IncidentService;
   readonly secrets: SecretService;
   readonly kek: KekService;
   readonly rotationPolicies: RotationPolicyService;
@@ -138,6 +140,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
   const routeDeps: RouteDeps = {
     keys: deps.keys,
+    incidents: deps.incidents,
     secrets: deps.secrets,
     kek: deps.kek,
     rotationPolicies: deps.rotationPolicies,
@@ -171,6 +174,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     rotationPolicyRoutes,
     rotationRunRoutes,
     eventsRoute,
+    incidentRoutes,
   ]) {
     register(app, routeDeps);
   }

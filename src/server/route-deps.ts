@@ -2,7 +2,7 @@
 import type { onRequestHookHandler } from 'fastify';
 import type { KekService, SecretService } from '../secrets/index.js';
 import type { ScopeRequirement } from './plugins/auth.js';
-import type { KeyService } from '../keys/index.js';
+import type { IncidentService, KeyService } from '../keys/index.js';
 import type { RotationPolicyService, RotationEngine } from '../rotation/index.js';
 import type { Store } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
@@ -12,6 +12,7 @@ import type { EventStreams } from './routes/events/stream.js';
 
 export interface RouteDeps {
   readonly keys: KeyService;
+  readonly incidents: IncidentService;
   readonly secrets: SecretService;
   readonly kek: KekService;
   readonly rotationPolicies: RotationPolicyService;

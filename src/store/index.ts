@@ -13,5 +13,6 @@ export type {
   RotationRunStepsTable,
   RotationRevocationsTable,
   LeasesTable,
+  IncidentsTable,
 } from './schema.js';
 export { migrations } from './migrations/index.js';

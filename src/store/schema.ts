@@ -213,6 +213,27 @@ export interface LeasesTable {
   expires_at: string;
 }
 
+export interface IncidentsTable {
+  /** `inc_` + 22 base62 characters. */
+  id: string;
+  action: 'revoke' | 'rotate';
+  /** JSON of the normalised selector. */
+  selector: string;
+  reason: string;
+  /** `running` while batches commit; `done`, or `failed` with `failure` saying why. */
+  status: 'running' | 'done' | 'failed';
+  /** Keys revoked or rotated so far. */
+  key_count: number;
+  /** Keys the selector picked when the incident opened. */
+  planned_count: number;
+  /** Rotation overlap as given (`24h`); null for revoke. */
+  overlap: string | null;
+  started_at: string;
+  finished_at: string | null;
+  created_by: string;
+  failure: string | null;
+}
+
 export interface Database {
   api_keys: ApiKeysTable;
   key_labels: KeyLabelsTable;
@@ -230,5 +251,6 @@ export interface Database {
   rotation_run_steps: RotationRunStepsTable;
   rotation_revocations: RotationRevocationsTable;
   leases: LeasesTable;
+  incidents: IncidentsTable;
 }
 

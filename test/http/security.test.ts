@@ -45,6 +45,9 @@ const ROUTES: readonly RouteCase[] = [
   { method: 'GET', pattern: '/v1/rotation/policies/:name', scope: 'rotation:read' },
   { method: 'PUT', pattern: '/v1/rotation/policies/:name', scope: 'rotation:write', body: () => ({ policy: { name: 'intruder' } }) },
   { method: 'DELETE', pattern: '/v1/rotation/policies/:name', scope: 'rotation:write' },
+  { method: 'POST', pattern: '/v1/incidents', scope: 'incidents:write', body: (key) => ({ action: 'revoke', select: `key=${key.id}`, reason: 'intrusion' }) },
+  { method: 'GET', pattern: '/v1/incidents', scope: 'incidents:read' },
+  { method: 'GET', pattern: '/v1/incidents/:id', scope: 'incidents:read' },
 ];
 
 describeEachDialect('security of the /v1 routes', (dialect) => {
@@ -221,6 +224,7 @@ describeEachDialect('security of the /v1 routes', (dialect) => {
     beforeAll(async () => {
       logged = await buildServer({
         keys: ctx().keys,
+        incidents: ctx().incidents,
         secrets: ctx().secrets,
         kek: ctx().kek,
         rotationPolicies: ctx().rotationPolicies,

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { appendAudit, hashEvent, listAudit, verifyChain } from '../../src/audit/index.js';
+import { appendAudit, appendAuditBatch, hashEvent, listAudit, verifyChain } from '../../src/audit/index.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
 
 describeEachDialect('hash-chained audit log', (dialect) => {
@@ -21,6 +21,21 @@ describeEachDialect('hash-chained audit log', (dialect) => {
     expect(events[0]!.prevHash).toBe('0'.repeat(64));
     for (let i = 1; i < events.length; i++) expect(events[i]!.prevHash).toBe(events[i - 1]!.hash);
     expect(await verifyChain(t.store.db)).toMatchObject({ ok: true, events: 6, headSeq: 6 });
+  });
+
+  it('appends a batch (over one insert chunk) exactly as one-by-one appends would chain it', async () => {
+    const context = { actor: 'key_actor', requestId: 'req_batch', sourceIp: '10.0.0.1' };
+    const events = Array.from({ length: 2_345 }, (_, i) => ({ action: 'key.revoked', target: `key_b${i}`, data: { reason: 'batch', n: i } }));
+    const last = await t.store.db.transaction().execute((trx) => appendAuditBatch(trx, context, events, '2026-11-01T00:01:00.000Z'));
+    expect(last).toBe(6 + 2_345);
+    expect(await t.store.db.transaction().execute((trx) => appendAuditBatch(trx, context, [], '2026-11-01T00:01:00.000Z'))).toBeUndefined();
+    await t.store.db.transaction().execute((trx) => appendAudit(trx, context, { action: 'after' }, '2026-11-01T00:02:00.000Z'));
+    const stored = await listAudit(t.store.db, { after: 6, limit: 3_000 });
+    expect(stored).toHaveLength(2_346);
+    expect(stored[0]).toMatchObject({ seq: 7, action: 'key.revoked', target: 'key_b0', actor: 'key_actor', requestId: 'req_batch', sourceIp: '10.0.0.1', data: { reason: 'batch', n: 0 } });
+    expect(stored[2_344]).toMatchObject({ seq: 2_351, target: 'key_b2344', data: { n: 2_344 } });
+    expect(stored[2_345]).toMatchObject({ seq: 2_352, action: 'after', prevHash: stored[2_344]!.hash });
+    expect(await verifyChain(t.store.db)).toMatchObject({ ok: true, events: 2_352, headSeq: 2_352 });
   });
 
   it('names an edited event', async () => {

@@ -183,6 +183,13 @@ describeEachDialect('rotation runs', (dialect) => {
     await expect(ctx.rotation.rollback(ADMIN, 'rot_missing')).rejects.toMatchObject({ code: 'ERR_ROTATION_RUN_NOT_FOUND' });
   });
 
+  it('counts break-glass rotations (incident rotate) in the incident median time to rotate', async () => {
+    expect((await ctx.rotation.stats()).medianSecondsToRotate.incident).toBeNull();
+    await ctx.keys.issue(ADMIN, { owner: 'leaky-team', purpose: 'p', env: 'live', scopes: [] });
+    await ctx.incidents.rotate(ADMIN, 'owner=leaky-team', 'leak', '1h');
+    expect((await ctx.rotation.stats()).medianSecondsToRotate).toMatchObject({ incident: expect.any(Number), scheduled: null, manual: null });
+  });
+
   it('refuses a secret no policy rotates and a key that is not active', async () => {
     await expect(ctx.rotation.trigger(ADMIN, { secret: 'nothing/here', trigger: 'manual' })).rejects.toMatchObject({ code: 'ERR_ROTATION_NO_POLICY' });
     const issued = await ctx.keys.issue(ADMIN, { owner: 'team', purpose: 'p', env: 'live', scopes: [] });

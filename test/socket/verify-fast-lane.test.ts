@@ -109,6 +109,7 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
     const metrics = createMetrics({ defaultMetrics: false });
     const app = await buildServer({
       keys: ctx.keys,
+      incidents: ctx.incidents,
       secrets: ctx.secrets,
       kek: ctx.kek,
       rotationPolicies: ctx.rotationPolicies,

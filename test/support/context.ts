@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../../src/keys/index.js';
+import { IncidentService, KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../../src/keys/index.js';
 import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../../src/crypto/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../../src/secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationEngineConfig, type RotationPolicyService, type Connector } from '../../src/rotation/index.js';
@@ -20,6 +20,7 @@ export interface TestContext {
   readonly store: Store;
   readonly clock: ManualClock;
   readonly keys: KeyService;
+  readonly incidents: IncidentService;
   readonly secrets: SecretService;
   readonly kek: KekService;
   readonly rotationPolicies: RotationPolicyService;
@@ -79,6 +80,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     hasher: createKeyHasher(TEST_MASTER_KEY),
     config: { ...DEFAULT_KEY_POLICY, ...options.policy },
   });
+  const incidents = new IncidentService({ db: testStore.store.db, dialect, clock, random: secureRandom, keys });
   const kek = new KekService({ db: testStore.store.db, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
   await kek.initialise();
   const secrets = new SecretService({
@@ -103,13 +105,26 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   });
   const rotationPolicies = rotationModule.policies;
   const rotation = rotationModule.engine;
-  const app = await buildServer({ keys, secrets, kek, rotationPolicies, rotation, store: testStore.store, clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }), ...(options.events ? { events: options.events } : {}) });
+  const app = await buildServer({
+    keys,
+    incidents,
+    secrets,
+    kek,
+    rotationPolicies,
+    rotation,
+    store: testStore.store,
+    clock,
+    random: secureRandom,
+    metrics: createMetrics({ defaultMetrics: false }),
+    ...(options.events ? { events: options.events } : {}),
+  });
   const root = await keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['*'], owner: 'root', ttl: '90d' });
   const context: TestContext = {
     dialect,
     store: testStore.store,
     clock,
     keys,
+    incidents,
     secrets,
     kek,
     rotationPolicies,

@@ -7,6 +7,7 @@ import { secretsCommands } from './secrets.js';
 import { kekCommands } from './kek.js';
 import { rotationCommands } from './rotation.js';
 import { rotateCommands, rotationRunCommands } from './rotation-runs.js';
+import { incidentCommands } from './incidents.js';
 import { runCommand } from './run.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   ...rotationCommands,
   ...rotationRunCommands,
   ...rotateCommands,
+  ...incidentCommands,
   auditListCommand,
   auditVerifyCommand,
   eventsCommand,

@@ -383,13 +383,25 @@ export class RotationEngine {
     for (const row of counts) if (row.status in runs) runs[row.status as RunStatus] = Number(row.n);
     const finished = runs.done + runs.failed + runs.rolled_back;
     const timed = await db.selectFrom('rotation_runs').select(['trigger', 'created_at', 'promoted_at']).where('promoted_at', 'is not', null).orderBy('created_at', 'desc').limit(10_000).execute();
-    const seconds = (triggers: readonly string[]) =>
-      median(timed.filter((row) => triggers.includes(row.trigger)).map((row) => (Date.parse(row.promoted_at!) - Date.parse(row.created_at)) / 1000));
+    const took = (triggers: readonly string[]) =>
+      timed.filter((row) => triggers.includes(row.trigger)).map((row) => (Date.parse(row.promoted_at!) - Date.parse(row.created_at)) / 1000);
+    const seconds = (triggers: readonly string[]) => median(took(triggers));
+    // Break-glass rotations (`incident rotate`) make every new key current at once, when the incident closes.
+    const incidents = await db
+      .selectFrom('incidents')
+      .select(['started_at', 'finished_at'])
+      .where('action', '=', 'rotate')
+      .where('status', '=', 'done')
+      .where('finished_at', 'is not', null)
+      .orderBy('started_at', 'desc')
+      .limit(10_000)
+      .execute();
+    const incidentSeconds = incidents.map((row) => (Date.parse(row.finished_at!) - Date.parse(row.started_at)) / 1000);
     const waiting = await db.selectFrom('rotation_revocations').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'waiting').where('which', '=', 'old').executeTakeFirst();
     return {
       runs,
       successRate: finished === 0 ? null : runs.done / finished,
-      medianSecondsToRotate: { scheduled: seconds(['schedule']), incident: seconds(['event', 'incident']), manual: seconds(['manual']) },
+      medianSecondsToRotate: { scheduled: seconds(['schedule']), incident: median([...took(['event', 'incident']), ...incidentSeconds]), manual: seconds(['manual']) },
       rolledBack: runs.rolled_back,
       awaitingRevocation: Number(waiting?.n ?? 0),
     };

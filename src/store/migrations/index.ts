@@ -3,6 +3,7 @@ import { keysAndAudit } from './0001-keys-and-audit.js';
 import { secretsVault } from './0002-secrets.js';
 import { rotationPolicies } from './0003-rotation-policies.js';
 import { rotationRuns } from './0004-rotation-runs.js';
+import { incidents } from './0005-incidents.js';
 
 /** Migrations are code, listed in order; one set serves every dialect. */
 export const migrations: Record<string, Migration> = {
@@ -10,6 +11,7 @@ export const migrations: Record<string, Migration> = {
   '0002-secrets': secretsVault,
   '0003-rotation-policies': rotationPolicies,
   '0004-rotation-runs': rotationRuns,
+  '0005-incidents': incidents,
 };
 
 export const migrationProvider: MigrationProvider = {
