@@ -22,7 +22,7 @@ import { formatDuration } from '../shared/duration.js';
 import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
 import { formatSelector, parseSelector, type IncidentSelector } from './incident-selector.js';
-import { readLabels, writeLabels } from './key-labels.js';
+import { labelIn, readLabels, writeLabels } from './key-labels.js';
 import { unrotatableReason } from './key-row.js';
 import { rotationAudit, type KeyService } from './key-service.js';
 import type { KeyEnv } from './key-format.js';
@@ -266,17 +266,7 @@ export class IncidentService {
     if (selector.envs.length > 0) query = query.where('env', 'in', selector.envs);
     if (selector.keyIds.length > 0) query = query.where('id', 'in', selector.keyIds);
     if (selector.createdBefore !== null) query = query.where('created_at', '<', selector.createdBefore);
-    for (const [name, values] of Object.entries(selector.labels)) {
-      query = query.where(({ exists, selectFrom }) =>
-        exists(
-          selectFrom('key_labels')
-            .select('key_labels.key_id')
-            .whereRef('key_labels.key_id', '=', 'api_keys.id')
-            .where('key_labels.name', '=', name)
-            .where('key_labels.value', 'in', values),
-        ),
-      );
-    }
+    for (const [name, values] of Object.entries(selector.labels)) query = query.where(labelIn(name, values));
     // Oldest first: rows were written in that order, so each batch touches neighbouring pages
     // (on SQLite, random order writes several times the pages for the same keys).
     const rows = (await query.orderBy('created_at').orderBy('id').execute()) as Array<Pick<ApiKeysTable, 'id' | 'owner' | 'env' | 'created_at'>>;

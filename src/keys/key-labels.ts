@@ -1,5 +1,5 @@
 /** Key labels live in their own table; these read and write them for one key or many. */
-import type { Kysely, Transaction } from 'kysely';
+import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
 import type { Database } from '../store/index.js';
 
 type Executor = Kysely<Database> | Transaction<Database>;
@@ -26,4 +26,16 @@ export async function writeLabels(trx: Transaction<Database>, entries: ReadonlyA
   for (let start = 0; start < rows.length; start += LABEL_INSERT_CHUNK) {
     await trx.insertInto('key_labels').values(rows.slice(start, start + LABEL_INSERT_CHUNK)).execute();
   }
+}
+
+/** A filter for a query on api_keys: the key carries label `name` with one of `values`. */
+export function labelIn(name: string, values: readonly string[]) {
+  return ({ exists, selectFrom }: ExpressionBuilder<Database, 'api_keys'>) =>
+    exists(
+      selectFrom('key_labels')
+        .select('key_labels.key_id')
+        .whereRef('key_labels.key_id', '=', 'api_keys.id')
+        .where('key_labels.name', '=', name)
+        .where('key_labels.value', 'in', values),
+    );
 }

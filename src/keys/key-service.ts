@@ -15,7 +15,7 @@ import type { Clock } from '../shared/clock.js';
 import { hasScope, isManagementScope, missingScopes, MANAGEMENT_SCOPES } from '../policy/index.js';
 import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, formatKey, type KeyEnv } from './key-format.js';
 import { newKeyRow, successorRow, type SuccessorRow } from './key-row.js';
-import { readLabels, writeLabels } from './key-labels.js';
+import { labelIn, readLabels, writeLabels } from './key-labels.js';
 import { normaliseCidr } from './ip-allowlist.js';
 import { toKeyRecord, type KeyKind, type KeyRecord, type KeyStatus } from './key-record.js';
 import { KeyVerifier, type VerifyInput, type VerifyOutcome, type CachedKey, type MatchResult } from './verifier.js';
@@ -248,17 +248,7 @@ export class KeyService {
     if (filter.owner !== undefined) query = query.where('owner', '=', filter.owner);
     if (filter.env !== undefined) query = query.where('env', '=', filter.env);
     query = query.where('kind', '=', filter.kind ?? 'service');
-    for (const [name, value] of filter.labels ?? []) {
-      query = query.where(({ exists, selectFrom }) =>
-        exists(
-          selectFrom('key_labels')
-            .select('key_labels.key_id')
-            .whereRef('key_labels.key_id', '=', 'api_keys.id')
-            .where('key_labels.name', '=', name)
-            .where('key_labels.value', '=', value),
-        ),
-      );
-    }
+    for (const [name, value] of filter.labels ?? []) query = query.where(labelIn(name, [value]));
     switch (filter.status) {
       case 'revoked':
         query = query.where('revoked_at', 'is not', null);
