@@ -60,6 +60,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
     await services.keys.start();
     await services.secrets.start();
     services.kek.start();
+    services.incidents.start();
     await app.listen({ host: config.host, port: config.port });
     services.rotation.start();
   } catch (error) {

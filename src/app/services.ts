@@ -103,6 +103,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     random,
     async close() {
       await rotationModule.engine.stop().catch(() => undefined);
+      incidents.stop();
       await kek.stop().catch(() => undefined);
       await secrets.stop().catch(() => undefined);
       await keys.stop().catch(() => undefined);

@@ -18,9 +18,14 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import { appendAudit, appendAuditBatch, type ActorContext, type AuditEventInput } from '../audit/index.js';
 import type { ApiKeysTable, Database, Dialect, IncidentsTable } from '../store/index.js';
 import { AppError, isAppError } from '../shared/errors.js';
+import { decodeCursor, encodeCursor } from '../shared/cursor.js';
 import { formatDuration } from '../shared/duration.js';
 import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
+import { repeatEvery } from '../shared/repeat.js';
+
+/** A running incident with no committed batch for this long was interrupted (a batch takes well under a second). */
+export const INTERRUPTED_AFTER_MS = 5 * 60_000;
 import { formatSelector, parseSelector, type IncidentSelector } from './incident-selector.js';
 import { labelIn, readLabels, writeLabels } from './key-labels.js';
 import { unrotatableReason } from './key-row.js';
@@ -108,6 +113,7 @@ const INCIDENT_ID_RE = /^inc_[0-9A-Za-z]{22}$/;
 
 export class IncidentService {
   readonly #deps: IncidentServiceDeps;
+  #stopSweep: (() => void) | undefined;
 
   constructor(deps: IncidentServiceDeps) {
     this.#deps = deps;
@@ -245,7 +251,7 @@ export class IncidentService {
     const last = page[page.length - 1];
     return {
       data: page.map(toRecord),
-      nextCursor: rows.length > limit && last ? Buffer.from(JSON.stringify([last.started_at, last.id])).toString('base64url') : null,
+      nextCursor: rows.length > limit && last ? encodeCursor(last.started_at, last.id) : null,
     };
   }
 
@@ -295,6 +301,7 @@ export class IncidentService {
       finished_at: null,
       created_by: ctx.actor,
       failure: null,
+      updated_at: now,
     };
     await this.#deps.db.transaction().execute(async (trx) => {
       await trx.insertInto('incidents').values(row).execute();
@@ -311,9 +318,50 @@ export class IncidentService {
     if (n === 0) return;
     await trx
       .updateTable('incidents')
-      .set((eb) => ({ key_count: eb('key_count', '+', n) }))
+      .set((eb) => ({ key_count: eb('key_count', '+', n), updated_at: iso(this.#deps.clock.now()) }))
       .where('id', '=', id)
       .execute();
+  }
+
+  /**
+   * Closes incidents that stopped moving: a server that died between batches leaves its incident
+   * `running` with no one to finish it. After `staleMs` without a committed batch it is marked
+   * failed (what committed stays done), with an audit event; running the same selector again
+   * finishes the job. Returns how many it closed.
+   */
+  async closeInterrupted(staleMs = INTERRUPTED_AFTER_MS): Promise<number> {
+    const nowMs = this.#deps.clock.now();
+    const now = iso(nowMs);
+    const cutoff = iso(nowMs - staleMs);
+    return this.#deps.db.transaction().execute(async (trx) => {
+      const stale = await trx.selectFrom('incidents').select(['id', 'key_count', 'planned_count']).where('status', '=', 'running').where('updated_at', '<', cutoff).execute();
+      let closed = 0;
+      for (const row of stale) {
+        const failure = `interrupted: ${row.key_count} of ${row.planned_count} keys done; run the same selector again to finish`;
+        const updated = await trx
+          .updateTable('incidents')
+          .set({ status: 'failed', finished_at: now, failure, updated_at: now })
+          .where('id', '=', row.id)
+          .where('status', '=', 'running')
+          .executeTakeFirst();
+        if (Number(updated.numUpdatedRows) !== 1) continue;
+        await appendAudit(trx, { actor: 'system' }, { action: 'incident.closed', target: row.id, data: { status: 'failed', keys: Number(row.key_count), failure } }, now);
+        closed += 1;
+      }
+      return closed;
+    });
+  }
+
+  /** Looks for interrupted incidents now and then (and once at start). */
+  start(everyMs = 60_000): void {
+    if (this.#stopSweep) return;
+    void this.closeInterrupted().catch(() => undefined);
+    this.#stopSweep = repeatEvery(everyMs, () => this.closeInterrupted());
+  }
+
+  stop(): void {
+    this.#stopSweep?.();
+    this.#stopSweep = undefined;
   }
 
   async #close(ctx: ActorContext, id: string, keyCount: number): Promise<IncidentRecord> {
@@ -332,7 +380,7 @@ export class IncidentService {
     const now = iso(this.#deps.clock.now());
     try {
       await this.#deps.db.transaction().execute(async (trx) => {
-        await trx.updateTable('incidents').set({ status: 'failed', finished_at: now, failure }).where('id', '=', id).execute();
+        await trx.updateTable('incidents').set({ status: 'failed', finished_at: now, failure, updated_at: now }).where('id', '=', id).execute();
         await appendAudit(trx, ctx, { action: 'incident.closed', target: id, data: { status: 'failed', keys: keyCount, failure } }, now);
       });
     } catch {
@@ -387,19 +435,6 @@ function toRecord(row: IncidentsTable): IncidentRecord {
 
 function notFound(id: string): AppError {
   return new AppError('ERR_INCIDENT_NOT_FOUND', `no incident with id ${id.slice(0, 40)}`);
-}
-
-function decodeCursor(cursor: string): [string, string] {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    const printable = (v: unknown): v is string => typeof v === 'string' && v.length <= 64 && /^[\x20-\x7e]*$/.test(v);
-    if (Array.isArray(value) && value.length === 2 && printable(value[0]) && printable(value[1])) return [value[0], value[1]];
-  } catch {
-    // fall through
-  }
-  throw new AppError('ERR_INVALID_REQUEST', 'cursor is not one this server issued; pass nextCursor from a previous page', {
-    details: [{ field: 'cursor', message: 'invalid cursor' }],
-  });
 }
 
 function iso(ms: number): string {

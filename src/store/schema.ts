@@ -232,6 +232,8 @@ export interface IncidentsTable {
   finished_at: string | null;
   created_by: string;
   failure: string | null;
+  /** Bumped by every committed batch. */
+  updated_at: string;
 }
 
 export interface Database {

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/index.js';
-import { IncidentService, KeyService, type IssuedKey } from '../../src/keys/index.js';
+import { IncidentService, KeyService, parseSelector, type IssuedKey } from '../../src/keys/index.js';
 import { createKeyHasher, secureRandom } from '../../src/crypto/index.js';
 import { AppError } from '../../src/shared/errors.js';
 import { TEST_MASTER_KEY, createTestContext, type TestContext } from '../support/context.js';
@@ -231,6 +231,41 @@ describeEachDialect('incidents on a real database', (dialect) => {
       await expect(serviceWith(failing('successorOf', 1, new AppError('ERR_INTERNAL', 'early'))).rotate(actor, 'owner=fail-rotate-early', 'x', '1h')).rejects.toThrow('early');
       const opened = (await events(seq)).find((e) => e.action === 'incident.opened')!;
       expect(await incidents.get(opened.target!)).toMatchObject({ select: 'owner=fail-rotate-early', status: 'failed', keyCount: 0, failure: 'early' });
+    });
+  });
+
+  describe('an incident whose server died', () => {
+    it('is closed as failed once it has not moved for five minutes, with an audit event; a moving one is left alone', async () => {
+      const started = new Date(ctx.clock.now()).toISOString();
+      const row = (id: string, updatedAt: string) => ({
+        id,
+        action: 'revoke',
+        selector: JSON.stringify(parseSelector('owner=gone')),
+        reason: 'leak',
+        status: 'running',
+        key_count: 3,
+        planned_count: 10,
+        overlap: null,
+        started_at: started,
+        finished_at: null,
+        created_by: actor.actor,
+        failure: null,
+        updated_at: updatedAt,
+      } as const);
+      const stuck = 'inc_stuck00000000000000000';
+      const moving = 'inc_moving0000000000000000';
+      await ctx.store.db.insertInto('incidents').values([row(stuck, started), row(moving, started)]).execute();
+      ctx.clock.advance(4 * 60_000);
+      await ctx.store.db.updateTable('incidents').set({ updated_at: new Date(ctx.clock.now()).toISOString() }).where('id', '=', moving).execute();
+      expect(await incidents.closeInterrupted()).toBe(0);
+      const before = await head();
+      ctx.clock.advance(2 * 60_000);
+      expect(await incidents.closeInterrupted()).toBe(1);
+      expect(await incidents.get(stuck)).toMatchObject({ status: 'failed', keyCount: 3, failure: expect.stringContaining('interrupted: 3 of 10 keys done') });
+      expect((await incidents.get(moving)).status).toBe('running');
+      expect((await events(before)).map((event) => [event.action, event.target, event.data.status])).toEqual([['incident.closed', stuck, 'failed']]);
+      expect(await incidents.closeInterrupted()).toBe(0);
+      await ctx.store.db.deleteFrom('incidents').where('id', '=', moving).execute();
     });
   });
 

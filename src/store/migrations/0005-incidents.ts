@@ -17,7 +17,10 @@ export const incidents: Migration = {
       .addColumn('finished_at', 'varchar(32)')
       .addColumn('created_by', 'varchar(64)', (c) => c.notNull())
       .addColumn('failure', 'varchar(500)')
+      // Bumped by every committed batch: a running incident that stops moving was interrupted.
+      .addColumn('updated_at', 'varchar(32)', (c) => c.notNull())
       .execute();
+    await db.schema.createIndex('incidents_status_idx').on('incidents').columns(['status', 'updated_at']).execute();
     await db.schema.createIndex('incidents_started_idx').on('incidents').columns(['started_at', 'id']).execute();
   },
   async down(db: Kysely<any>) {
