@@ -98,4 +98,19 @@ describe('rotation policy validator', () => {
     expect(result.policies.map((policy) => policy.name)).toEqual(['payments-keys', 'stripe']);
     expect(result.problems).toEqual([{ path: [2, 'name'], message: 'policy name "stripe" is already used by policy 2' }]);
   });
+  it('wants a quiet period of at least two minutes, and only for issued keys', () => {
+    expect(validator.check({ ...keyPolicy, quietPeriod: '2m' }).ok).toBe(true);
+    expect(problemsOf({ ...keyPolicy, quietPeriod: '90s' })).toEqual([{ path: ['quietPeriod'], message: expect.stringContaining('at least 2m') }]);
+    expect(problemsOf({ ...secretPolicy, quietPeriod: '10m' })).toEqual([{ path: ['quietPeriod'], message: expect.stringContaining('applies to issued keys') }]);
+  });
+
+  it('wants exactly one of url or command in a deploy hook', () => {
+    expect(validator.check({ ...secretPolicy, deployHook: { url: 'https://deploy.internal/hook', timeout: '30s' } }).ok).toBe(true);
+    expect(validator.check({ ...secretPolicy, deployHook: { command: ['/usr/local/bin/refresh', '--all'] } }).ok).toBe(true);
+    expect(problemsOf({ ...secretPolicy, deployHook: {} })).toEqual([{ path: ['deployHook'], message: 'deployHook needs exactly one of url or command' }]);
+    expect(problemsOf({ ...secretPolicy, deployHook: { url: 'ftp://x' } })).toEqual([{ path: ['deployHook', 'url'], message: 'deployHook.url must be an http or https URL' }]);
+    expect(problemsOf({ ...secretPolicy, deployHook: { url: 'https://x.example', timeout: 'soon' } })).toEqual([
+      { path: ['deployHook', 'timeout'], message: expect.stringContaining('positive duration') },
+    ]);
+  });
 });

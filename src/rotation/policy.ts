@@ -53,6 +53,8 @@ export interface PolicyValidator {
 }
 
 export const HOUR_MS = 3_600_000;
+/** The shortest quiet period the traffic gate accepts. */
+export const MIN_QUIET_PERIOD_MS = 2 * 60_000;
 const KEY_ID_RE = /^key_[0-9A-Za-z]{22}$/;
 const SECRET_PATH_RE = new RegExp(SECRET_PATH_PATTERN);
 const KEY_CONNECTORS: ReadonlySet<ConnectorType> = new Set(['keysmith-key']);
@@ -175,7 +177,10 @@ function safetyProblems(spec: RotationPolicySpecWire, limits: PolicyLimits): Pol
     if (!isHttpUrl(check.url)) refuse(['healthChecks', index, 'url'], `healthChecks.${index}.url must be an http or https URL`);
     duration(['healthChecks', index, 'within'], check.within);
   });
-  duration(['quietPeriod'], spec.quietPeriod);
+  const quiet = duration(['quietPeriod'], spec.quietPeriod);
+  // Servers write a key's last use at most once a minute: a shorter quiet period could miss use on another server.
+  if (quiet !== undefined && quiet < MIN_QUIET_PERIOD_MS) refuse(['quietPeriod'], `quietPeriod must be at least ${formatDuration(MIN_QUIET_PERIOD_MS)}: servers report a key's use once a minute`);
+  if (quiet !== undefined && targetKind === 'secret') refuse(['quietPeriod'], 'quietPeriod applies to issued keys (the traffic gate), not to a secret');
   const extension = duration(['maxExtension'], spec.maxExtension);
   if (extension !== undefined && spec.onOverlapEnd !== 'extend') refuse(['maxExtension'], 'maxExtension applies only with onOverlapEnd: extend');
   else if (extension !== undefined && overlap !== undefined && overlap + extension > limits.maxOverlapMs) {
