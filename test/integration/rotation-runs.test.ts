@@ -183,6 +183,17 @@ describeEachDialect('rotation runs', (dialect) => {
     await expect(ctx.rotation.rollback(ADMIN, 'rot_missing')).rejects.toMatchObject({ code: 'ERR_ROTATION_RUN_NOT_FOUND' });
   });
 
+  it('refuses to roll back a run whose secret has changed since, keeping the old revocation owed', async () => {
+    await vendorSetup();
+    const started = await ctx.rotation.trigger(ADMIN, { secret: SECRET_PATH, trigger: 'manual' });
+    const done = await drive(ctx, started!.id, { until: (run) => run.status === 'done' });
+    await ctx.secrets.put(ADMIN, SECRET_PATH, { value: 'sk_put_by_hand_meanwhile' });
+    await expect(ctx.rotation.rollback(ADMIN, done.id)).rejects.toMatchObject({ code: 'ERR_ROTATION_ROLLBACK_CLOSED', message: expect.stringContaining('has changed since') });
+    const after = await ctx.rotation.get(done.id);
+    expect(after.status).toBe('done');
+    expect(after.revocations).toEqual([expect.objectContaining({ which: 'old', status: 'waiting' })]);
+  });
+
   it('counts break-glass rotations (incident rotate) in the incident median time to rotate', async () => {
     expect((await ctx.rotation.stats()).medianSecondsToRotate.incident).toBeNull();
     await ctx.keys.issue(ADMIN, { owner: 'leaky-team', purpose: 'p', env: 'live', scopes: [] });

@@ -423,6 +423,12 @@ export class RotationEngine {
     if (state.overlapEndsAt !== undefined && Date.parse(state.overlapEndsAt) <= now && state.kept !== true) {
       throw new AppError('ERR_ROTATION_ROLLBACK_CLOSED', `the overlap of run ${id} ended at ${state.overlapEndsAt}`);
     }
+    if (row.target_kind === 'secret' && state.newVersion !== undefined) {
+      const { stages } = await this.#deps.secrets.metadata(row.target);
+      if (stages.current !== state.newVersion) {
+        throw new AppError('ERR_ROTATION_ROLLBACK_CLOSED', `${row.target} has changed since run ${id}: its current version is ${stages.current ?? 'none'}, not ${state.newVersion}`);
+      }
+    }
     const nowIso = new Date(now).toISOString();
     const claimed = await this.#deps.db.transaction().execute(async (trx) => {
       const cancelled = await trx
