@@ -41,7 +41,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '3' },
     connections: { type: 'string', default: '32' },
-    rounds: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '3' },
     rewrap: { type: 'string', default: '20000' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },

@@ -71,7 +71,7 @@ const USAGE = `Usage: npm run bench:verify -- [options]
   --keys N          service keys in the database (default 100000)
   --revoked N       of which revoked (default 300)
   --pool N          distinct valid keys in the request pool (default 4000)
-  --rounds N        measure each target N times, alternating, and judge the medians (default 1)
+  --rounds N        measure each target N times, alternating, and judge the medians (default 3)
   --tool T          load generator: wrk (default; Debian's wrk: apt-get install -y wrk)
                     or autocannon (a devDependency; costs the load CPU twice as much,
                     and its latency is not corrected for coordinated omission)
@@ -101,7 +101,7 @@ function parseOptions(argv: string[]): Options {
         keys: { type: 'string', default: '100000' },
         revoked: { type: 'string', default: '300' },
         pool: { type: 'string', default: '4000' },
-        rounds: { type: 'string', default: '1' },
+        rounds: { type: 'string', default: '3' },
         tool: { type: 'string', default: 'wrk' },
         'no-pin': { type: 'boolean', default: false },
         'wait-quiet': { type: 'string', default: '30' },
