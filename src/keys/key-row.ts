@@ -5,7 +5,7 @@
 import type { KeyHasher } from '../crypto/index.js';
 import type { ApiKeysTable } from '../store/index.js';
 import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
-import { formatKey } from './key-format.js';
+import { formatKey, type KeyEnv } from './key-format.js';
 
 /** The settings a key carries over a rotation, in row form. */
 export type KeySettings = Pick<
@@ -20,14 +20,21 @@ export interface NewKeyRowMeta {
   readonly replaces?: string | null;
 }
 
+/**
+ * A new key's id and text, drawn from `random` in one fixed order (id, then secret): a seeded
+ * source (a rotation run's) draws the same key again.
+ */
+export function drawKey(prefix: string, env: KeyEnv, random: RandomBytes): { readonly id: string; readonly key: string } {
+  const idBody = newKeyIdBody(random);
+  return { id: `key_${idBody}`, key: formatKey(prefix, env, idBody, random) };
+}
+
 export function newKeyRow(
   settings: KeySettings,
   meta: NewKeyRowMeta,
   deps: { readonly hasher: KeyHasher; readonly random: RandomBytes },
 ): { key: string; row: ApiKeysTable } {
-  const idBody = newKeyIdBody(deps.random);
-  const id = `key_${idBody}`;
-  const key = formatKey(settings.prefix, settings.env, idBody, deps.random);
+  const { id, key } = drawKey(settings.prefix, settings.env, deps.random);
   const row: ApiKeysTable = {
     id,
     kind: settings.kind,

@@ -10,11 +10,11 @@ import type { Database, ApiKeysTable, Dialect } from '../store/index.js';
 import { AppError } from '../shared/errors.js';
 import { decodeCursor, encodeCursor } from '../shared/cursor.js';
 import { parseDuration, formatDuration } from '../shared/duration.js';
-import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
+import type { RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
 import { hasScope, isManagementScope, missingScopes, MANAGEMENT_SCOPES } from '../policy/index.js';
-import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, formatKey, type KeyEnv } from './key-format.js';
-import { newKeyRow, successorRow, type SuccessorRow } from './key-row.js';
+import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, type KeyEnv } from './key-format.js';
+import { drawKey, newKeyRow, successorRow, type SuccessorRow } from './key-row.js';
 import { labelIn, readLabels, writeLabels } from './key-labels.js';
 import { normaliseCidr } from './ip-allowlist.js';
 import { toKeyRecord, type KeyKind, type KeyRecord, type KeyStatus } from './key-record.js';
@@ -387,9 +387,8 @@ export class KeyService {
   async replayRotation(keyId: string, random: RandomBytes): Promise<RotatedKey | undefined> {
     const old = await this.#deps.db.selectFrom('api_keys').selectAll().where('id', '=', keyId).executeTakeFirst();
     if (!old || old.kind !== 'service' || old.replaced_by === null) return undefined;
-    const idBody = newKeyIdBody(random);
-    if (old.replaced_by !== `key_${idBody}`) return undefined;
-    const key = formatKey(old.prefix, old.env, idBody, random);
+    const { id, key } = drawKey(old.prefix, old.env, random);
+    if (old.replaced_by !== id) return undefined;
     const [record, previous] = await Promise.all([this.get(old.replaced_by), this.get(keyId)]);
     return { key, record, previous };
   }

@@ -13,7 +13,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import { appendAudit, ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/index.js';
 import { openEnvelope, sealEnvelope, type Envelope } from '../crypto/index.js';
 import { RESERVED_STAGES } from '../contract/index.js';
-import type { Database, Dialect, SecretsTable, SecretVersionsTable } from '../store/index.js';
+import { isUniqueViolation, type Database, type Dialect, type SecretsTable, type SecretVersionsTable } from '../store/index.js';
 import type { PathGrant } from '../policy/index.js';
 import type { Clock } from '../shared/clock.js';
 import { parseDuration } from '../shared/duration.js';
@@ -843,10 +843,6 @@ function sameDigest(stored: string, computed: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
-}
 
 function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);

@@ -16,3 +16,4 @@ export type {
   IncidentsTable,
 } from './schema.js';
 export { migrations } from './migrations/index.js';
+export { isUniqueViolation } from './errors.js';

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandConnector, ConnectorError, type ConnectorContext } from '../../src/rotation/connectors/index.js';
+import { adminContext, connectorError } from '../support/rotation.js';
 
 const ADMIN = 'adm_super_secret_token_0123456789';
 let dir: string;
@@ -15,25 +16,10 @@ function script(name: string, body: string): string {
 }
 
 function ctx(settings: Record<string, unknown>, runId = 'rot_test1'): ConnectorContext {
-  return {
-    runId,
-    settings,
-    readSecret: async (path) => {
-      if (path === 'vendors/acme/admin') return ADMIN;
-      throw new Error(`no secret at ${path}`);
-    },
-  };
+  return adminContext(runId, settings, ADMIN);
 }
 
-async function caught(promise: Promise<unknown>): Promise<ConnectorError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConnectorError);
-    return error as ConnectorError;
-  }
-  throw new Error('expected a ConnectorError');
-}
+const caught = connectorError;
 
 const connector = new CommandConnector();
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, HttpConnector, type ConnectorContext } from '../../src/rotation/connectors/index.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
-import { vendorSettings } from '../support/rotation.js';
+import { adminContext, connectorError, vendorSettings } from '../support/rotation.js';
 
 let vendor: FakeVendor;
 const connector = new HttpConnector();
@@ -11,25 +11,10 @@ function acmeSettings(overrides: Record<string, unknown> = {}): Record<string, u
 }
 
 function ctx(runId: string, settings = acmeSettings(), admin: string | Record<string, unknown> = vendor.adminToken): ConnectorContext {
-  return {
-    runId,
-    settings,
-    readSecret: async (path) => {
-      if (path === 'vendors/acme/admin') return admin;
-      throw new Error(`no secret at ${path}`);
-    },
-  };
+  return adminContext(runId, settings, admin);
 }
 
-async function caught(promise: Promise<unknown>): Promise<ConnectorError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConnectorError);
-    return error as ConnectorError;
-  }
-  throw new Error('expected a ConnectorError');
-}
+const caught = connectorError;
 
 beforeAll(async () => {
   vendor = await startFakeVendor();

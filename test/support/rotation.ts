@@ -5,6 +5,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { expect } from 'vitest';
+import { ConnectorError, type ConnectorContext, type CredentialValue } from '../../src/rotation/index.js';
 import { createRotationModule, type RotationEngine, type RunDetail } from '../../src/rotation/index.js';
 import { deriveSecret, secureRandom } from '../../src/crypto/index.js';
 import { TEST_ENGINE_CONFIG, TEST_MASTER_KEY, type TestContext } from './context.js';
@@ -155,4 +157,27 @@ export function secondEngine(ctx: TestContext): RotationEngine {
     runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
     engine: TEST_ENGINE_CONFIG,
   }).engine;
+}
+
+/** A connector context whose only vault value is the vendor admin credential at `vendors/acme/admin`. */
+export function adminContext(runId: string, settings: Record<string, unknown>, admin: CredentialValue): ConnectorContext {
+  return {
+    runId,
+    settings,
+    readSecret: async (path) => {
+      if (path === 'vendors/acme/admin') return admin;
+      throw new Error(`no secret at ${path}`);
+    },
+  };
+}
+
+/** The ConnectorError a promise rejects with (failing the test if it resolves or throws anything else). */
+export async function connectorError(promise: Promise<unknown>): Promise<ConnectorError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConnectorError);
+    return error as ConnectorError;
+  }
+  throw new Error('expected a ConnectorError');
 }

@@ -10,6 +10,7 @@ import { clientFrom, clientOptions } from '../client.js';
 import { integerOption, oneOf } from '../options.js';
 import { watchProgress } from '../progress.js';
 import { fields, table } from '../render.js';
+import { evidenceText } from '../../rotation/index.js';
 
 const FORWARD = ['create', 'set', 'test', 'promote', 'deploy', 'gate'] as const;
 const RUN_ID_RE = /^rot_[0-9A-Za-z]{22}$/;
@@ -109,12 +110,6 @@ const runsCommand: Command = {
     return { data: page, text: `${table(rows, ['id', 'status', 'step', 'target', 'policy', 'trigger', 'reason', 'createdAt'])}${more}` };
   },
 };
-
-function evidenceText(evidence: Record<string, unknown>): string {
-  return Object.entries(evidence)
-    .map(([name, value]) => `${name}=${String(value)}`)
-    .join(' ');
-}
 
 const showCommand: Command = {
   name: 'rotation show',

@@ -176,7 +176,7 @@ export class CommandConnector implements Connector {
   }
 }
 
-interface ProgramOutcome {
+export interface ProgramOutcome {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
@@ -187,8 +187,13 @@ interface ProgramOutcome {
   readonly spawnError?: string;
 }
 
-function runProgram(
-  settings: CommandSettings,
+/**
+ * Runs a program with `input` on standard input and a minimal environment (never the server's
+ * own), killing its whole process group on timeout or abort. Used by the connector's steps and
+ * by the rotation engine's command deploy hook.
+ */
+export function runProgram(
+  settings: Pick<CommandSettings, 'command' | 'args' | 'env'>,
   input: string,
   timeoutMs: number,
   signal: AbortSignal | undefined,

@@ -105,22 +105,26 @@ export function isConnectorError(value: unknown): value is ConnectorError {
 /** Secret strings shorter than this are not scrubbed: they would mangle ordinary text. */
 const MIN_SCRUB_LENGTH = 4;
 
-/** Every string inside a credential value or vault value, for scrubbing. */
-export function secretStrings(...values: (CredentialValue | undefined)[]): string[] {
+/** Every string inside a value (objects and arrays, a few levels deep). */
+export function stringsWithin(...values: unknown[]): Set<string> {
   const out = new Set<string>();
   const walk = (value: unknown, depth: number): void => {
     if (depth > 8) return;
-    if (typeof value === 'string') {
-      if (value.length >= MIN_SCRUB_LENGTH) out.add(value);
-    } else if (Array.isArray(value)) {
+    if (typeof value === 'string') out.add(value);
+    else if (Array.isArray(value)) {
       for (const item of value) walk(item, depth + 1);
     } else if (value !== null && typeof value === 'object') {
       for (const item of Object.values(value)) walk(item, depth + 1);
     }
   };
   for (const value of values) walk(value, 0);
+  return out;
+}
+
+/** Every string inside a credential value or vault value, for scrubbing. */
+export function secretStrings(...values: (CredentialValue | undefined)[]): string[] {
   // Longest first, so a secret that contains another is replaced whole.
-  return [...out].sort((a, b) => b.length - a.length);
+  return [...stringsWithin(...values)].filter((text) => text.length >= MIN_SCRUB_LENGTH).sort((a, b) => b.length - a.length);
 }
 
 /** Replaces each secret (and its URL- and JSON-encoded forms) with `[redacted]`. */
@@ -146,6 +150,13 @@ export function sanitizeEvidence(raw: unknown, secrets: readonly string[]): Step
     else if (typeof value === 'number' || typeof value === 'boolean' || value === null) out[field] = value;
   }
   return out;
+}
+
+/** Evidence as one line, `name=value …`, for a message or a table cell. */
+export function evidenceText(evidence: Readonly<Record<string, unknown>>): string {
+  return Object.entries(evidence)
+    .map(([name, value]) => `${name}=${String(value)}`)
+    .join(' ');
 }
 
 /** The last `max` characters of text, marked when cut. */

@@ -5,6 +5,7 @@ export {
   scrub,
   secretStrings,
   sanitizeEvidence,
+  evidenceText,
   type Connector,
   type ConnectorContext,
   type ConnectorErrorCode,

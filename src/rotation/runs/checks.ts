@@ -4,9 +4,10 @@
  * What they record is evidence for the run's timeline: statuses, times, counts; never a body
  * that could hold a secret, never a credential.
  */
-import { spawn } from 'node:child_process';
+import { setTimeout as delay } from 'node:timers/promises';
 import { tryParseDuration } from '../../shared/duration.js';
 import { scrub, tail, type StepEvidence } from '../connectors/connector.js';
+import { runProgram } from '../connectors/command-connector.js';
 
 export interface HealthCheckSpec {
   readonly url: string;
@@ -28,9 +29,8 @@ export interface ProbeAnswer {
 }
 
 export async function probe(url: string, timeoutMs: number, signal?: AbortSignal): Promise<ProbeAnswer> {
-  const timeout = AbortSignal.timeout(timeoutMs);
   try {
-    const response = await fetch(url, { redirect: 'manual', signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+    const response = await fetch(url, { redirect: 'manual', signal: deadline(timeoutMs, signal) });
     await response.body?.cancel().catch(() => undefined);
     return { ok: response.status >= 200 && response.status < 300, status: response.status };
   } catch (error) {
@@ -78,7 +78,7 @@ export async function healthGate(
       probes += 1;
       streak = last.ok ? streak + 1 : 0;
       if (streak >= check.consecutive || now() + timing.intervalMs > deadline || probes >= maxProbes) break;
-      await sleep(timing.intervalMs, signal);
+      await delay(timing.intervalMs, undefined, signal ? { signal } : {});
     }
     evidence[`check${index}.probes`] = probes;
     evidence[`check${index}.passes`] = streak;
@@ -102,15 +102,8 @@ export async function runDeployHook(hook: DeployHookSpec, notice: Record<string,
   const timeoutMs = tryParseDuration(hook.timeout ?? '') ?? 30_000;
   const body = JSON.stringify(notice);
   if (hook.url !== undefined) {
-    const timeout = AbortSignal.timeout(timeoutMs);
     try {
-      const response = await fetch(hook.url, {
-        method: 'POST',
-        redirect: 'manual',
-        headers: { 'content-type': 'application/json' },
-        body,
-        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-      });
+      const response = await fetch(hook.url, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/json' }, body, signal: deadline(timeoutMs, signal) });
       await response.body?.cancel().catch(() => undefined);
       return { ok: response.status >= 200 && response.status < 300, evidence: { hook: 'url', status: response.status } };
     } catch {
@@ -119,41 +112,17 @@ export async function runDeployHook(hook: DeployHookSpec, notice: Record<string,
   }
   const [program, ...args] = hook.command ?? [];
   if (program === undefined) return { ok: false, evidence: { hook: 'none' } };
-  // A minimal environment, as the command connector gives: never the server's own (it may hold KEYSMITH_MASTER_KEY).
-  const env: Record<string, string> = {};
-  for (const name of ['PATH', 'LANG', 'SYSTEMROOT']) {
-    const value = process.env[name];
-    if (value !== undefined) env[name] = value;
-  }
-  return new Promise((resolve) => {
-    const child = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'], env, timeout: timeoutMs, ...(signal ? { signal } : {}) });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      if (stderr.length < 4000) stderr += chunk;
-    });
-    child.on('error', () => resolve({ ok: false, evidence: { hook: 'command', error: `could not run ${program.slice(0, 100)}` } }));
-    child.on('close', (code, signalName) => {
-      const evidence: Record<string, string | number | null> = { hook: 'command', exitCode: code };
-      if (signalName !== null) evidence.signal = signalName;
-      if (code !== 0 && stderr.trim() !== '') evidence.stderr = scrub(tail(stderr, 300), secrets);
-      resolve({ ok: code === 0, evidence });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(body);
-  });
+  const outcome = await runProgram({ command: program, args }, body, timeoutMs, signal, {});
+  if (outcome.spawnError !== undefined) return { ok: false, evidence: { hook: 'command', error: `could not run ${program.slice(0, 100)}` } };
+  const evidence: Record<string, string | number | boolean | null> = { hook: 'command', exitCode: outcome.code };
+  if (outcome.signal !== null) evidence.signal = outcome.signal;
+  if (outcome.timedOut) evidence.timedOut = true;
+  if (outcome.code !== 0 && outcome.stderr.trim() !== '') evidence.stderr = scrub(tail(outcome.stderr, 300), secrets);
+  return { ok: outcome.code === 0, evidence };
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+/** Aborts after `ms`, or with `signal`, whichever comes first. */
+function deadline(ms: number, signal: AbortSignal | undefined): AbortSignal {
+  const timeout = AbortSignal.timeout(ms);
+  return signal ? AbortSignal.any([signal, timeout]) : timeout;
 }

@@ -15,9 +15,9 @@
  */
 import type { Kysely, Transaction } from 'kysely';
 import { appendAudit, type ActorContext, type AuditEventInput } from '../../audit/index.js';
-import type { KeyService } from '../../keys/index.js';
+import type { KeyRecord, KeyService } from '../../keys/index.js';
 import type { SecretService } from '../../secrets/index.js';
-import type { Database, Dialect, RotationRunsTable } from '../../store/index.js';
+import { isUniqueViolation, type Database, type Dialect, type RotationRunsTable } from '../../store/index.js';
 import type { Clock } from '../../shared/clock.js';
 import { AppError, isAppError } from '../../shared/errors.js';
 import { newKeyIdBody, type RandomBytes } from '../../shared/ids.js';
@@ -282,7 +282,7 @@ export class RotationEngine {
     if (input.policy !== undefined) {
       const record = await this.#deps.policies.get(input.policy);
       const policy = record.policy;
-      if (input.overlap !== undefined) throw new AppError('ERR_INVALID_REQUEST', `overlap comes from policy ${policy.name}; leave it out`, { details: [{ field: 'overlap', message: 'set by the policy' }] });
+      refuseOverlap(input, policy.name);
       let kind: TargetKind;
       let target: string;
       if (policy.target.secret !== undefined) {
@@ -297,18 +297,20 @@ export class RotationEngine {
         kind = 'key';
         if (input.key === undefined) throw new AppError('ERR_INVALID_REQUEST', `policy ${policy.name} chooses keys by owner or label; name the key to rotate`, { details: [{ field: 'key', message: 'required with this policy' }] });
         target = input.key;
-        const record = await this.#deps.keys.get(target);
-        if (!selects(policy, record)) throw this.#mismatch(policy.name, 'does not choose this key');
+        const key = await this.#deps.keys.get(target);
+        if (!selects(policy, key)) throw this.#mismatch(policy.name, 'does not choose this key');
+        await this.#assertRotatableKey(key);
+        return { kind, target, policy, policyName: record.name, policyVersion: record.version };
       }
-      if (kind === 'key') await this.#assertRotatableKey(target);
+      if (kind === 'key') await this.#assertRotatableKey(await this.#deps.keys.get(target));
       return { kind, target, policy, policyName: record.name, policyVersion: record.version };
     }
     if (input.key !== undefined) {
-      await this.#assertRotatableKey(input.key);
       const record = await this.#deps.keys.get(input.key);
+      await this.#assertRotatableKey(record);
       const covering = (await this.#deps.policies.list()).find((stored) => stored.policy.enabled && (stored.policy.target.key === input.key || selects(stored.policy, record)));
       if (covering) {
-        if (input.overlap !== undefined) throw new AppError('ERR_INVALID_REQUEST', `overlap comes from policy ${covering.name}; leave it out`, { details: [{ field: 'overlap', message: 'set by the policy' }] });
+        refuseOverlap(input, covering.name);
         return { kind: 'key', target: input.key, policy: covering.policy, policyName: covering.name, policyVersion: covering.version };
       }
       const overlap = input.overlap ?? this.#config.defaultOverlap;
@@ -326,7 +328,7 @@ export class RotationEngine {
     if (input.secret !== undefined) {
       const covering = (await this.#deps.policies.list()).find((stored) => stored.policy.enabled && stored.policy.target.secret === input.secret);
       if (!covering) throw new AppError('ERR_ROTATION_NO_POLICY', `no enabled rotation policy rotates the secret ${input.secret.slice(0, 256)}; apply one that names it as its target`);
-      if (input.overlap !== undefined) throw new AppError('ERR_INVALID_REQUEST', `overlap comes from policy ${covering.name}; leave it out`, { details: [{ field: 'overlap', message: 'set by the policy' }] });
+      refuseOverlap(input, covering.name);
       return { kind: 'secret', target: input.secret, policy: covering.policy, policyName: covering.name, policyVersion: covering.version };
     }
     throw new AppError('ERR_INVALID_REQUEST', 'name what to rotate: policy, key or secret', { details: [{ field: 'policy', message: 'one of policy, key or secret is required' }] });
@@ -341,11 +343,10 @@ export class RotationEngine {
     return new AppError('ERR_INVALID_REQUEST', `policy ${policy} ${what}`, { details: [{ field: 'policy', message: what }] });
   }
 
-  async #assertRotatableKey(keyId: string): Promise<void> {
-    const record = await this.#deps.keys.get(keyId);
+  async #assertRotatableKey(record: KeyRecord): Promise<void> {
     // A key being rotated is superseded already: say which run has it, not that it cannot be rotated.
-    await this.#assertNotActive('key', keyId);
-    if (record.status !== 'active') throw new AppError('ERR_ROTATION_TARGET_INVALID', `key ${keyId} is ${record.status}; only an active key can be rotated`);
+    await this.#assertNotActive('key', record.id);
+    if (record.status !== 'active') throw new AppError('ERR_ROTATION_TARGET_INVALID', `key ${record.id} is ${record.status}; only an active key can be rotated`);
   }
 
   // ---- reading ------------------------------------------------------------------------------
@@ -440,24 +441,24 @@ export class RotationEngine {
         .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', nowIso)]))
         .executeTakeFirst();
       const hadRevocation = await trx.selectFrom('rotation_revocations').select('status').where('run_id', '=', id).where('which', '=', 'old').executeTakeFirst();
-      if (hadRevocation !== undefined && Number(cancelled.numUpdatedRows) !== 1) return false;
+      if (hadRevocation !== undefined && Number(cancelled.numUpdatedRows) !== 1) return undefined;
       // Back to running, at the rollback step, under this server's lease: the engine's own undo does the rest.
-      const updated = await trx
+      const running = await trx
         .updateTable('rotation_runs')
         .set({ status: 'running', step: 'rollback', attempts: 0, next_at: nowIso, lease_owner: this.owner, lease_until: this.#leaseUntil(), active_target: `${row.target_kind}:${row.target}`, updated_at: nowIso, finished_at: null })
         .where('id', '=', id)
         .where('status', '=', 'done')
+        .returningAll()
         .executeTakeFirst();
-      if (Number(updated.numUpdatedRows) !== 1) return false;
+      if (running === undefined) return undefined;
       await appendAudit(trx, ctx, { action: 'rotation.run.rollback_requested', target: id, data: { target: row.target, kind: row.target_kind } }, nowIso);
-      return true;
+      return running;
     }).catch((error: unknown) => {
       if (isUniqueViolation(error)) throw new AppError('ERR_ROTATION_IN_PROGRESS', `another run is rotating ${row.target_kind} ${row.target}; wait for it to end`);
       throw error;
     });
     if (!claimed) throw new AppError('ERR_ROTATION_ROLLBACK_CLOSED', `the old credential of run ${id} is already being revoked or is revoked`);
-    const running = await this.#deps.db.selectFrom('rotation_runs').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-    await this.#track(id, this.#advance(running));
+    await this.#track(id, this.#advance(claimed));
     return this.get(id);
   }
 
@@ -487,15 +488,14 @@ export class RotationEngine {
     const claimed: RotationRunsTable[] = [];
     for (const { id } of due) {
       if (this.#inFlight.has(id)) continue;
-      const result = await this.#deps.db
+      const row = await this.#deps.db
         .updateTable('rotation_runs')
         .set({ lease_owner: this.owner, lease_until: this.#leaseUntil() })
         .where('id', '=', id)
         .where('status', '=', 'running')
         .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]))
+        .returningAll()
         .executeTakeFirst();
-      if (Number(result.numUpdatedRows) !== 1) continue;
-      const row = await this.#deps.db.selectFrom('rotation_runs').selectAll().where('id', '=', id).executeTakeFirst();
       if (row) claimed.push(row);
     }
     return claimed;
@@ -828,6 +828,11 @@ export class RotationEngine {
   }
 }
 
+/** A policy sets the overlap: a trigger that names one as well is refused. */
+function refuseOverlap(input: TriggerInput, policy: string): void {
+  if (input.overlap !== undefined) throw new AppError('ERR_INVALID_REQUEST', `overlap comes from policy ${policy}; leave it out`, { details: [{ field: 'overlap', message: 'set by the policy' }] });
+}
+
 /** Whether a keys-by-owner/label policy chooses this key. */
 function selects(policy: RotationPolicy, key: { owner: string; labels: Readonly<Record<string, string>> }): boolean {
   const chooser = policy.target.keys;
@@ -864,7 +869,3 @@ function pickIds(evidence: StepEvidence): Record<string, string | number> {
 }
 
 
-function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE';
-}

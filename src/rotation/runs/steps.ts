@@ -12,7 +12,9 @@ import type { RandomBytes } from '../../shared/ids.js';
 import { parseDuration, tryParseDuration } from '../../shared/duration.js';
 import {
   ConnectorError,
+  evidenceText,
   secretStrings,
+  stringsWithin,
   type Connector,
   type ConnectorContext,
   type Credential,
@@ -61,19 +63,6 @@ export interface StepInput {
 
 const ACTOR = (runId: string): ActorContext => ({ actor: 'rotation', requestId: runId });
 
-/** Vault paths named in a policy's connector settings: the only ones its connector may read. */
-export function settingsPaths(settings: Readonly<Record<string, unknown>>): Set<string> {
-  const paths = new Set<string>();
-  const walk = (value: unknown, depth: number): void => {
-    if (depth > 6) return;
-    if (typeof value === 'string') paths.add(value);
-    else if (Array.isArray(value)) value.forEach((item) => walk(item, depth + 1));
-    else if (value !== null && typeof value === 'object') Object.values(value).forEach((item) => walk(item, depth + 1));
-  };
-  walk(settings, 0);
-  return paths;
-}
-
 export class RunSteps {
   readonly #deps: StepDeps;
 
@@ -105,7 +94,8 @@ export class RunSteps {
 
   /** The connector context for a run; `current` as given. */
   context(input: StepInput, current?: Credential): ConnectorContext {
-    const allowed = settingsPaths(input.policy.connector.settings ?? {});
+    // The vault paths the policy's settings name are the only ones its connector may read.
+    const allowed = stringsWithin(input.policy.connector.settings ?? {});
     const secrets = this.#deps.secrets;
     const type = input.policy.connector.type;
     return {
@@ -133,14 +123,19 @@ export class RunSteps {
   }
 
   /** The vault path the new credential goes to: the secret itself, or where a key is delivered. */
-  deliverPath(input: Pick<StepInput, 'kind' | 'target' | 'policy' | 'runId'>): string {
+  #deliverPath(input: Pick<StepInput, 'kind' | 'target' | 'policy' | 'runId'>): string {
     if (input.kind === 'secret') return input.target;
     const configured = input.policy.connector.settings?.deliverTo;
     return typeof configured === 'string' ? configured : `rotated-keys/${input.runId.toLowerCase()}`;
   }
 
+  /** Where this run's new credential is: the path create recorded, or where it would record it. */
+  #deliveredTo(input: StepInput): string {
+    return input.state.deliverTo ?? this.#deliverPath(input);
+  }
+
   async #create(input: StepInput): Promise<StepOutcome> {
-    const path = this.deliverPath(input);
+    const path = this.#deliverPath(input);
     let current: Credential | undefined;
     let old: Partial<RunState>;
     if (input.kind === 'key') {
@@ -190,7 +185,7 @@ export class RunSteps {
   }
 
   async #newCredential(input: StepInput): Promise<Credential> {
-    const credential = await this.credentialAt(input.state.deliverTo ?? this.deliverPath(input), input.state.newVersion, input.state.newVendorId, input.runId);
+    const credential = await this.credentialAt(this.#deliveredTo(input), input.state.newVersion, input.state.newVendorId, input.runId);
     if (!credential) throw new ConnectorError('ERR_CONNECTOR_FAILED', 'the run has no new credential', { connector: input.policy.connector.type, retryable: false });
     return credential;
   }
@@ -215,7 +210,7 @@ export class RunSteps {
   }
 
   async #promote(input: StepInput): Promise<StepOutcome> {
-    const path = input.state.deliverTo ?? this.deliverPath(input);
+    const path = this.#deliveredTo(input);
     const stages = await this.#stages(path);
     if (stages.get('current') !== input.state.newVersion) {
       if (stages.get('pending') !== input.state.newVersion) return { kind: 'fail', message: `the new version ${input.state.newVersion} of ${path} is no longer pending`, evidence: {} };
@@ -252,8 +247,7 @@ export class RunSteps {
     const secrets = input.state.newVersion === undefined ? [] : secretStrings((await this.#newCredential(input)).value);
     const hooked = await runDeployHook(input.policy.deployHook!, notice, secrets, input.signal);
     if (!hooked.ok) {
-      const said = Object.entries(hooked.evidence).map(([name, value]) => `${name}=${String(value)}`).join(' ');
-      throw new ConnectorError('ERR_CONNECTOR_FAILED', `the deploy hook did not succeed (${said})`, { connector: 'deploy-hook', retryable: true });
+      throw new ConnectorError('ERR_CONNECTOR_FAILED', `the deploy hook did not succeed (${evidenceText(hooked.evidence)})`, { connector: 'deploy-hook', retryable: true });
     }
     return { kind: 'next', step: 'gate', evidence: hooked.evidence };
   }
@@ -338,7 +332,7 @@ export class RunSteps {
    */
   async #undo(step: 'discard' | 'rollback', input: StepInput): Promise<StepOutcome> {
     const status: RunStatus = step === 'discard' ? 'failed' : 'rolled_back';
-    const path = input.state.deliverTo ?? this.deliverPath(input);
+    const path = this.#deliveredTo(input);
     const evidence: Record<string, string | number | boolean | null> = {};
     if (input.kind === 'key') {
       const successor = input.state.newVendorId ?? (await this.#derivedSuccessor(input));
@@ -373,13 +367,13 @@ export class RunSteps {
   }
 
   /** Revokes one credential a run owes; throws (to be retried) when the vendor refuses. */
-  async revoke(input: Omit<StepInput, 'state'> & { state: RunState }, which: 'old' | 'new', credential: RevocationCredential): Promise<StepEvidence> {
-    const path = input.state.deliverTo ?? this.deliverPath(input);
-    const connector = this.#connector({ ...input });
-    if (input.kind === 'key') return connector.revoke(this.context({ ...input }), { vendorId: credential.vendorId ?? input.target });
+  async revoke(input: StepInput, which: 'old' | 'new', credential: RevocationCredential): Promise<StepEvidence> {
+    const path = this.#deliveredTo(input);
+    const connector = this.#connector(input);
+    if (input.kind === 'key') return connector.revoke(this.context(input), { vendorId: credential.vendorId ?? input.target });
     // The credential that stays in use, which a connector must not touch (postgres refuses to).
-    const staying = which === 'old' ? await this.#newCredential({ ...input }) : await this.#oldCredential({ ...input });
+    const staying = which === 'old' ? await this.#newCredential(input) : await this.#oldCredential(input);
     const going = await this.credentialAt(path, credential.version, credential.vendorId, input.runId).catch(() => undefined);
-    return connector.revoke(this.context({ ...input }, staying), { ...(credential.vendorId !== undefined ? { vendorId: credential.vendorId } : {}), ...(going ? { value: going.value } : {}) });
+    return connector.revoke(this.context(input, staying), { ...(credential.vendorId !== undefined ? { vendorId: credential.vendorId } : {}), ...(going ? { value: going.value } : {}) });
   }
 }
