@@ -18,4 +18,4 @@ export type {
 } from './schema.js';
 export { migrations } from './migrations/index.js';
 export { isUniqueViolation } from './errors.js';
-export { readKeyCheckState, recordKeyCheck, tableExists, type KeyCheckState, type RecordedKeyCheck } from './master-key-check.js';
+export { readKeyCheckState, readRecordedKeyCheck, recordKeyCheck, tableExists, type KeyCheckState, type RecordedKeyCheck } from './master-key-check.js';

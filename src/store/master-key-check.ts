@@ -32,16 +32,19 @@ export async function tableExists(db: Kysely<Database>, dialect: Dialect, name: 
   return rows[0]?.found === true;
 }
 
+/** The recorded check value, or undefined when there is none (or no table for it yet). */
+export async function readRecordedKeyCheck(store: Pick<Store, 'db' | 'dialect'>): Promise<RecordedKeyCheck | undefined> {
+  if (!(await tableExists(store.db, store.dialect, 'master_key_check'))) return undefined;
+  return store.db
+    .selectFrom('master_key_check')
+    .select(['scheme', 'check_value', 'origin', 'created_at'])
+    .where('id', '=', 1)
+    .executeTakeFirst();
+}
+
 export async function readKeyCheckState(store: Pick<Store, 'db' | 'dialect'>): Promise<KeyCheckState> {
   const { db, dialect } = store;
-  let recorded: RecordedKeyCheck | undefined;
-  if (await tableExists(db, dialect, 'master_key_check')) {
-    recorded = await db
-      .selectFrom('master_key_check')
-      .select(['scheme', 'check_value', 'origin', 'created_at'])
-      .where('id', '=', 1)
-      .executeTakeFirst();
-  }
+  const recorded = await readRecordedKeyCheck(store);
   let hasData = false;
   for (const table of DATA_TABLES) {
     if (!(await tableExists(db, dialect, table))) continue;

@@ -208,6 +208,17 @@ describeEachDialect('the master key guard', (dialect) => {
     expect(prepared.keyCheck).toMatchObject({ origin: 'unverified' });
   });
 
+  it('refuses to open the services with another master key, whatever path leads there', async () => {
+    const { config } = await setup(dialect);
+    const prepared = await prepare(config, 'init');
+    const other = randomBytes(32);
+    const error = await refusal(openServices(config, { masterKey: other }));
+    expect(error.message).toContain(keyCheckFingerprint(masterKeyCheck(other)));
+    expect(error.message).toContain(keyCheckFingerprint(masterKeyCheck(prepared.masterKey!)));
+    const services = await openServices(config, { masterKey: prepared.masterKey! });
+    await services.close();
+  });
+
   if (dialect === 'postgres') {
     it('lets one of two servers starting on one new database with their own data directories win; the other is refused and keeps no key', async () => {
       const first = await setup(dialect);
