@@ -14,7 +14,8 @@ import { StartRefusedError } from '../../src/app/defaults.js';
 import { initialise } from '../../src/app/init.js';
 import { prepareStart, type StartMode } from '../../src/app/master-key-guard.js';
 import { openServices, openStore } from '../../src/app/services.js';
-import { keyCheckFingerprint, masterKeyCheck, secureRandom } from '../../src/crypto/index.js';
+import { createLocalKekProvider, deriveSecret, keyCheckFingerprint, masterKeyCheck, secureRandom } from '../../src/crypto/index.js';
+import { probeVault } from '../../src/secrets/index.js';
 import { systemClock } from '../../src/shared/clock.js';
 import type { Dialect } from '../../src/store/index.js';
 import { describeEachDialect, postgresUrl } from '../support/databases.js';
@@ -217,6 +218,30 @@ describeEachDialect('the master key guard', (dialect) => {
     expect(error.message).toContain(keyCheckFingerprint(masterKeyCheck(prepared.masterKey!)));
     const services = await openServices(config, { masterKey: prepared.masterKey! });
     await services.close();
+  });
+
+  it('tells a master key by a kept digest when the KEK does not come from it (as with PKCS#11)', async () => {
+    const { config } = await setup(dialect);
+    const key = (await prepare(config, 'init')).masterKey!;
+    const services = await openServices(config, { masterKey: key });
+    try {
+      // The token's KEK stands in for an HSM's: it opens values whatever master key is tried.
+      const token = createLocalKekProvider(key, secureRandom);
+      const probe = (digestFrom: Buffer) =>
+        probeVault({ db: services.store.db, kek: token, digestKey: deriveSecret(digestFrom, 'secret-digest:v1'), kekFromMasterKey: false });
+      await services.secrets.put({ actor: 'system:test' }, 'app/no-digest', { value: 'v1' });
+      // Without a request token no digest is kept: nothing to tell by.
+      expect(await probe(randomBytes(32))).toBe('nothing');
+      await services.secrets.put({ actor: 'system:test' }, 'app/with-digest', { value: 'v2', requestToken: 'req-1' });
+      expect(await probe(randomBytes(32))).toBe('fails');
+      expect(await probe(key)).toBe('opens');
+      // A token that cannot open the value says nothing about the master key.
+      const otherToken = createLocalKekProvider(randomBytes(32), secureRandom);
+      expect(await probeVault({ db: services.store.db, kek: otherToken, digestKey: deriveSecret(key, 'secret-digest:v1'), kekFromMasterKey: false })).toBe('nothing');
+      expect(await probeVault({ db: services.store.db, kek: otherToken, digestKey: deriveSecret(key, 'secret-digest:v1'), kekFromMasterKey: true })).toBe('fails');
+    } finally {
+      await services.close();
+    }
   });
 
   if (dialect === 'postgres') {
