@@ -5,13 +5,13 @@
  * requests and flushes pending usage before closing the store.
  */
 import type { FastifyInstance } from 'fastify';
+import { keyCheckFingerprint, secureRandom } from '../crypto/index.js';
 import { buildServer, createMetrics, REDACT_PATHS } from '../server/index.js';
+import { systemClock } from '../shared/clock.js';
 import type { AppConfig } from './config.js';
 import { rootTokenPath } from './data-dir.js';
 import { ensureRootToken, type InitResult } from './init.js';
 import { prepareStart } from './master-key-guard.js';
-import { keyCheckFingerprint, secureRandom } from '../crypto/index.js';
-import { systemClock } from '../shared/clock.js';
 import { openServices, type Services } from './services.js';
 
 export interface RunningServer {
