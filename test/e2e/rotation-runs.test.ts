@@ -6,10 +6,8 @@
  */
 import { join } from 'node:path';
 import pg from 'pg';
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, makeTempDir, removeTempDirs, startServer, stopAll, ISSUED_KEY_RE, type TestServer } from './support.js';
-import { postgresUrl } from '../support/databases.js';
+import { ensureBuilt, freshDatabase, makeTempDir, removeTempDirs, startServer, stopAll, waitFor, ISSUED_KEY_RE, type TestServer } from './support.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
 import { startHealthEndpoint, vendorAccepts, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
 
@@ -48,37 +46,6 @@ async function api<T = any>(server: TestServer, method: string, path: string, bo
   });
   const text = await response.text();
   return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
-
-/** A new PostgreSQL database for one test, dropped afterwards. */
-async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `ks_e2e_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: postgresUrl() });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(postgresUrl());
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const dropper = new pg.Client({ connectionString: postgresUrl() });
-      await dropper.connect();
-      await dropper.query(`drop database if exists ${name} with (force)`);
-      await dropper.end();
-    },
-  };
-}
-
-async function waitFor<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let value = await read();
-  while (!done(value)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value).slice(0, 2000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    value = await read();
-  }
-  return value;
 }
 
 describe('rotation runs from the CLI', { timeout: 120_000 }, () => {
