@@ -8,12 +8,12 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { verifyChain } from '../../src/audit/index.js';
-import { createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../../src/crypto/index.js';
+import { createLocalKekProvider, deriveSecret, secureRandom } from '../../src/crypto/index.js';
 import { KekService, SecretService } from '../../src/secrets/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
-import { AppError } from '../../src/shared/errors.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
 import { INJECTED_FAULT, failUpdatesOf, literal } from '../support/db-faults.js';
+import { faultyKekProvider, type FaultyKekProvider } from '../support/faulty-kek.js';
 
 const ctx = { actor: 'key_kekfaults000000000000000' };
 const SECRETS = 10;
@@ -22,37 +22,9 @@ const BATCH = 10;
 /** The Nth data key in the job's order (1-based): the 5th row of the second batch. */
 const NTH = 15;
 
-/** The real local provider; `failOn(method, n)` makes that method's nth call from now on throw, once. */
-function faultyProvider(inner: KekProvider): KekProvider & { failOn(method: 'wrapKey' | 'unwrapKey', n: number): void } {
-  let armed: { method: 'wrapKey' | 'unwrapKey'; left: number } | undefined;
-  const trip = (method: 'wrapKey' | 'unwrapKey') => {
-    if (armed?.method !== method) return;
-    armed.left -= 1;
-    if (armed.left > 0) return;
-    armed = undefined;
-    throw new AppError('ERR_KEK_UNAVAILABLE', 'the provider is not answering');
-  };
-  return {
-    id: inner.id,
-    ensureVersion: (version) => inner.ensureVersion(version),
-    wrapKey: async (dataKey, version, aad) => {
-      trip('wrapKey');
-      return inner.wrapKey(dataKey, version, aad);
-    },
-    unwrapKey: async (wrapped, version, aad) => {
-      trip('unwrapKey');
-      return inner.unwrapKey(wrapped, version, aad);
-    },
-    close: () => inner.close(),
-    failOn(method, n) {
-      armed = { method, left: n };
-    },
-  };
-}
-
 describeEachDialect('re-wrap when the Nth data key fails', (dialect) => {
   let testStore: TestStore;
-  let provider: ReturnType<typeof faultyProvider>;
+  let provider: FaultyKekProvider;
   let kek: KekService;
   let vault: SecretService;
   const masterKey = randomBytes(32);
@@ -60,7 +32,7 @@ describeEachDialect('re-wrap when the Nth data key fails', (dialect) => {
 
   beforeEach(async () => {
     testStore = await createTestStore(dialect);
-    provider = faultyProvider(createLocalKekProvider(masterKey, secureRandom));
+    provider = faultyKekProvider(createLocalKekProvider(masterKey, secureRandom));
     kek = new KekService({ db: testStore.store.db, dialect, clock, kek: provider, rewrapBatch: BATCH, rewrapCheckMs: 3_600_000 });
     await kek.initialise();
     vault = new SecretService({ db: testStore.store.db, dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
