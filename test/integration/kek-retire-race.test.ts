@@ -68,28 +68,34 @@ describeEachDialect('KEK retire and a racing write', (dialect) => {
       .finally(() => {
         retireSettled = true;
       });
-    if (dialect === 'postgres') {
-      // The write commits only once retire is blocked on the version row the write holds: the
-      // interleaving this test is about, forced rather than hoped for. Without the share lock,
-      // retire would finish first (and retire version 1), and this wait would fail.
-      const probe = new pg.Client({ connectionString: postgresUrl() });
-      await probe.connect();
-      try {
-        await waitUntil('retire to wait for the writer\'s lock', async () => {
-          if (retireSettled) throw new Error('retire finished while the write was still open');
-          const { rows } = await probe.query('select count(*)::int as n from pg_stat_activity where $1 = any(pg_blocking_pids(pid))', [writerPid]);
-          return rows[0].n > 0;
-        });
-      } finally {
-        await probe.end();
+    // Awaited below; handled here too so a failed wait does not also report an unhandled rejection.
+    retiring.catch(() => undefined);
+    try {
+      if (dialect === 'postgres') {
+        // The write commits only once retire is blocked on the version row the write holds: the
+        // interleaving this test is about, forced rather than hoped for. Without the share lock,
+        // retire would finish first (and retire version 1), and this wait would fail.
+        const probe = new pg.Client({ connectionString: postgresUrl() });
+        await probe.connect();
+        try {
+          await waitUntil('retire to wait for the writer\'s lock', async () => {
+            if (retireSettled) throw new Error('retire finished while the write was still open');
+            const { rows } = await probe.query('select count(*)::int as n from pg_stat_activity where $1 = any(pg_blocking_pids(pid))', [writerPid]);
+            return rows[0].n > 0;
+          });
+        } finally {
+          await probe.end();
+        }
+        expect(rotated).toBe(true);
+      } else {
+        // One connection, one writer: rotate (and retire after it) queue behind the open write.
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(rotated).toBe(false);
       }
-      expect(rotated).toBe(true);
-    } else {
-      // One connection, one writer: rotate (and retire after it) queue behind the open write.
-      await new Promise((resolve) => setImmediate(resolve));
-      expect(rotated).toBe(false);
+    } finally {
+      // Let the write go even when the interleaving was not reached, so the test ends.
+      release();
     }
-    release();
     expect(await write).toBe(1);
     const refused = await retiring.catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(AppError);
