@@ -90,8 +90,27 @@ describe('rotation runs from the CLI', { timeout: 120_000 }, () => {
   });
 });
 
+/**
+ * After the restart, the health endpoint answers `afterRestart` to every probe, so exactly one
+ * outcome is right: 200 → the interrupted test step passes when run again and the run is done;
+ * 503 → it fails before promote, so the new credential is discarded (revoked at the vendor) and
+ * the run fails with the old credential still current.
+ */
+const CRASH_CASES = [
+  {
+    afterRestart: 200,
+    status: 'done',
+    timeline: [['create', 'ok'], ['set', 'ok'], ['test', 'ok'], ['promote', 'ok'], ['gate', 'ok'], ['finish', 'revoked old']],
+  },
+  {
+    afterRestart: 503,
+    status: 'failed',
+    timeline: [['create', 'ok'], ['set', 'ok'], ['test', 'failed'], ['discard', 'ok'], ['finish', 'revoked new']],
+  },
+] as const;
+
 describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s]', { timeout: 120_000 }, (dialect) => {
-  it('resumes the run on restart; the vendor ends with exactly the key the vault calls current', async () => {
+  it.each(CRASH_CASES)('resumes the run on restart (health $afterRestart → $status); the vendor ends with exactly the key the vault calls current', async ({ afterRestart, status, timeline }) => {
     const dataDir = join(makeTempDir('crash'), 'data');
     const database = dialect === 'postgres' ? await freshDatabase() : undefined;
     const args = database ? ['--database', database.url] : [];
@@ -111,8 +130,7 @@ describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s
       };
       expect((await api(server, 'PUT', '/v1/rotation/policies/acme', { policy })).status).toBe(201);
 
-      // The test step's health probe is held: the server is killed in the middle of it. Every
-      // answer, before and after the restart, is 200, so exactly one outcome is right: done.
+      // The test step's health probe is held: the server is killed in the middle of it.
       health.answer(200);
       health.hold();
       const started = await api(server, 'POST', '/v1/rotations', { policy: 'acme', reason: 'drill' });
@@ -122,7 +140,7 @@ describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s
       const atCrash = await api(server, 'GET', `/v1/rotations/${runId}`);
       expect(atCrash.body).toMatchObject({ status: 'running', step: 'test' });
       await server.crash();
-      health.answer(200);
+      health.answer(afterRestart);
       health.release();
 
       server = await startServer(dataDir, args, FAST_ENGINE);
@@ -131,25 +149,20 @@ describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s
         async () => (await api(server, 'GET', `/v1/rotations/${runId}`)).body,
         (run) => run.status !== 'running' && run.revocations.every((revocation: { status: string }) => revocation.status !== 'waiting'),
       );
-      // Everything is healthy after the restart (the vendor takes the new key, every health probe
-      // answers 200): the interrupted test step is run again, and the run must finish, not roll back.
-      expect(finished.status, JSON.stringify(finished.timeline)).toBe('done');
-      expect(finished.timeline.map((step: { step: string; outcome: string }) => [step.step, step.outcome])).toEqual([
-        ['create', 'ok'],
-        ['set', 'ok'],
-        ['test', 'ok'],
-        ['promote', 'ok'],
-        ['gate', 'ok'],
-        ['finish', 'revoked old'],
-      ]);
+      health.answer(200);
+      expect(finished.status, JSON.stringify(finished.timeline)).toBe(status);
+      expect(finished.timeline.map((step: { step: string; outcome: string }) => [step.step, step.outcome])).toEqual(timeline);
       const current = (await api(server, 'GET', '/v1/secrets/vendors/acme/api-key')).body.value as string;
+      expect(current === seeded.secret).toBe(status === 'failed');
       expect(vendor.activeKeys().map((key) => key.secret)).toEqual([current]);
       expect(await vendorAccepts(vendor, current)).toBe(true);
-      expect(await vendorAccepts(vendor, seeded.secret)).toBe(false);
       // Exactly one vendor key was made for the run, however often its create ran.
-      expect(vendor.keys().filter((key) => key.name === `keysmith-${runId}`)).toHaveLength(1);
+      const made = vendor.keys().filter((key) => key.name === `keysmith-${runId}`);
+      expect(made).toHaveLength(1);
+      expect(await vendorAccepts(vendor, status === 'done' ? seeded.secret : made[0]!.secret)).toBe(false);
       await server.stop();
     } finally {
+      health.answer(200);
       await database?.drop();
     }
   });
