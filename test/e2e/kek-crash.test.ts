@@ -79,20 +79,23 @@ function sqliteHolder(file: string): Holder {
       ).run();
     },
     async waitUntilHeld() {
-      // After rotate answered, the only writer is the job: a busy write lock is its batch transaction.
+      // The write lock busy on several polls in a row: a short write (a usage flush, say) holds it
+      // for a moment, the batch stuck in the trigger for minutes. Nothing else writes for long.
+      let streak = 0;
       await waitFor(
         'the re-wrap batch to hold the write lock',
         async () => {
           try {
             db.exec('begin immediate');
             db.exec('rollback');
-            return false;
+            streak = 0;
           } catch (error) {
             if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
-            return true;
+            streak += 1;
           }
+          return streak;
         },
-        (busy) => busy,
+        (busyPolls) => busyPolls >= 5,
       );
     },
     async release() {
