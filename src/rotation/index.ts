@@ -21,7 +21,9 @@ export {
   type RotationPolicyRecord,
   type PutPolicyResult,
   type DeletedPolicy,
+  type PolicyAuthor,
 } from './policy-service.js';
+export { policyNeeds, policyNeedsByField, policyReads, targetNeeds, unmetNeeds, type PolicyNeed, type VaultRead } from './policy-grant.js';
 export * from './connectors/index.js';
 export { RotationEngine, DEFAULT_ENGINE_CONFIG, type RotationEngineConfig, type RotationEngineDeps, type TriggerInput, type ListRunsFilter, type RotationStats } from './runs/engine.js';
 export * from './runs/run-model.js';

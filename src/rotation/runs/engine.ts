@@ -14,7 +14,7 @@
  * under a lease in the `leases` table.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { appendAudit, type ActorContext, type AuditEventInput } from '../../audit/index.js';
+import { appendAudit, recordAuditEvent, type ActorContext, type AuditEventInput } from '../../audit/index.js';
 import type { KeyRecord, KeyService } from '../../keys/index.js';
 import type { SecretService } from '../../secrets/index.js';
 import { isUniqueViolation, type Database, type Dialect, type RotationRunsTable } from '../../store/index.js';
@@ -28,6 +28,8 @@ import type { ConnectorRegistry } from '../connectors/registry.js';
 import { latestFiring, parseCron } from '../cron.js';
 import { normalisePolicy, type RotationPolicy } from '../policy.js';
 import type { RotationPolicyService } from '../policy-service.js';
+import { targetNeeds, unmetNeeds } from '../policy-grant.js';
+import { authorDenial } from './author-check.js';
 import type { CheckTiming } from './checks.js';
 import {
   BEFORE_PROMOTE,
@@ -106,6 +108,12 @@ export interface TriggerInput {
   /** Only for a key no policy covers. */
   readonly overlap?: string | undefined;
   readonly scheduledFor?: string | undefined;
+  /**
+   * The scopes of the caller who starts the run (an API call): it must be able to change the
+   * target itself (secrets:write on a secret, keys:rotate on a key). The scheduler gives none:
+   * a scheduled run is checked against the policy's author when it starts.
+   */
+  readonly grant?: readonly string[] | undefined;
 }
 
 export interface ListRunsFilter {
@@ -229,9 +237,10 @@ export class RotationEngine {
   /** Starts a run. A second trigger while one runs for the target is refused, naming the running one. */
   async trigger(ctx: ActorContext, input: TriggerInput): Promise<RunRecord | undefined> {
     const resolved = await this.#resolve(input);
+    if (input.grant !== undefined) await this.#requireTargetGrant(ctx, input.grant, resolved);
     const now = this.#nowIso();
     const id = `rot_${newKeyIdBody(this.#deps.random)}`;
-    const state: RunState = resolved.kind === 'key' ? { oldVendorId: resolved.target } : {};
+    const state: RunState = { ...(resolved.kind === 'key' ? { oldVendorId: resolved.target } : {}), ...(resolved.author !== undefined ? { author: resolved.author } : {}) };
     const row: RotationRunsTable = {
       id,
       policy: resolved.policyName,
@@ -276,7 +285,17 @@ export class RotationEngine {
     return toRunRecord(row);
   }
 
-  async #resolve(input: TriggerInput): Promise<{ kind: TargetKind; target: string; policy: RotationPolicy; policyName: string | null; policyVersion: number | null }> {
+  /** A caller may start a rotation only of a target it could change itself. */
+  async #requireTargetGrant(ctx: ActorContext, grant: readonly string[], resolved: { kind: TargetKind; target: string }): Promise<void> {
+    const needs = resolved.kind === 'secret' ? targetNeeds({ target: { secret: resolved.target } }) : targetNeeds({ target: { key: resolved.target } });
+    const unmet = unmetNeeds(grant, needs);
+    if (unmet.length === 0) return;
+    const scope = unmet[0]!.scope;
+    await recordAuditEvent(this.#deps.db, ctx, { action: 'auth.denied', target: `${resolved.kind}:${resolved.target}`, data: { requiredScope: scope, action: 'rotation.run.start' } }, this.#nowIso());
+    throw new AppError('ERR_FORBIDDEN', `this token lacks the scope "${scope}": starting a rotation changes ${resolved.kind} ${resolved.target}`);
+  }
+
+  async #resolve(input: TriggerInput): Promise<{ kind: TargetKind; target: string; policy: RotationPolicy; policyName: string | null; policyVersion: number | null; author?: string }> {
     const named = [input.key, input.secret].filter((value) => value !== undefined);
     if (named.length > 1) throw new AppError('ERR_INVALID_REQUEST', 'name a key or a secret, not both', { details: [{ field: 'key', message: 'one of key or secret' }] });
     if (input.policy !== undefined) {
@@ -300,10 +319,10 @@ export class RotationEngine {
         const key = await this.#deps.keys.get(target);
         if (!selects(policy, key)) throw this.#mismatch(policy.name, 'does not choose this key');
         await this.#assertRotatableKey(key);
-        return { kind, target, policy, policyName: record.name, policyVersion: record.version };
+        return { kind, target, policy, policyName: record.name, policyVersion: record.version, author: record.updatedBy };
       }
       if (kind === 'key') await this.#assertRotatableKey(await this.#deps.keys.get(target));
-      return { kind, target, policy, policyName: record.name, policyVersion: record.version };
+      return { kind, target, policy, policyName: record.name, policyVersion: record.version, author: record.updatedBy };
     }
     if (input.key !== undefined) {
       const record = await this.#deps.keys.get(input.key);
@@ -311,7 +330,7 @@ export class RotationEngine {
       const covering = (await this.#deps.policies.list()).find((stored) => stored.policy.enabled && (stored.policy.target.key === input.key || selects(stored.policy, record)));
       if (covering) {
         refuseOverlap(input, covering.name);
-        return { kind: 'key', target: input.key, policy: covering.policy, policyName: covering.name, policyVersion: covering.version };
+        return { kind: 'key', target: input.key, policy: covering.policy, policyName: covering.name, policyVersion: covering.version, author: covering.updatedBy };
       }
       const overlap = input.overlap ?? this.#config.defaultOverlap;
       parseDuration(overlap, 'overlap');
@@ -329,7 +348,7 @@ export class RotationEngine {
       const covering = (await this.#deps.policies.list()).find((stored) => stored.policy.enabled && stored.policy.target.secret === input.secret);
       if (!covering) throw new AppError('ERR_ROTATION_NO_POLICY', `no enabled rotation policy rotates the secret ${input.secret.slice(0, 256)}; apply one that names it as its target`);
       refuseOverlap(input, covering.name);
-      return { kind: 'secret', target: input.secret, policy: covering.policy, policyName: covering.name, policyVersion: covering.version };
+      return { kind: 'secret', target: input.secret, policy: covering.policy, policyName: covering.name, policyVersion: covering.version, author: covering.updatedBy };
     }
     throw new AppError('ERR_INVALID_REQUEST', 'name what to rotate: policy, key or secret', { details: [{ field: 'policy', message: 'one of policy, key or secret is required' }] });
   }
@@ -531,6 +550,11 @@ export class RotationEngine {
         const startedAt = this.#nowIso();
         let outcome: StepOutcome;
         try {
+          const refused = step === 'create' ? await this.#authorRefusal(row) : undefined;
+          if (refused !== undefined) {
+            await this.#refuseStart(row, startedAt, refused);
+            return;
+          }
           outcome = await this.#steps.run(step, this.#input(row, signal));
         } catch (error) {
           if (signal.aborted) return;
@@ -550,6 +574,26 @@ export class RotationEngine {
     } finally {
       clearInterval(renew);
     }
+  }
+
+  /** Why the run may not start as its policy's author, before any connector call; undefined when it may. */
+  async #authorRefusal(row: RotationRunsTable): Promise<string | undefined> {
+    if (row.policy === null) return undefined; // no stored policy: the caller who started it was checked then
+    const author = parseState(row.state).author ?? (await this.#deps.policies.get(row.policy).catch(() => undefined))?.updatedBy;
+    if (author === undefined) return `the policy ${row.policy} has no author to run as`;
+    return authorDenial(this.#deps.keys, author, specOf(row));
+  }
+
+  /** Ends a run that may not start: nothing was made, so nothing is undone. */
+  async #refuseStart(row: RotationRunsTable, startedAt: string, message: string): Promise<void> {
+    await this.#write(row, async (trx, now) => {
+      await this.#timeline(trx, row.id, 'create', 'refused', startedAt, now, {}, message);
+      await this.#end(trx, row, 'failed', { error: message, updated_at: now }, now);
+      return [
+        { action: 'rotation.run.alert', target: row.id, data: { step: 'create', policy: row.policy, message } },
+        { action: 'rotation.run.failed', target: row.id, data: { step: 'create', reason: 'author' } },
+      ];
+    });
   }
 
   async #retryLater(row: RotationRunsTable, step: RunStep, startedAt: string, message: string): Promise<void> {

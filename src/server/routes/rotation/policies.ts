@@ -56,7 +56,9 @@ export function rotationPolicyRoutes(app: FastifyInstance, deps: RouteDeps): voi
       },
     },
     async (request, reply) => {
-      const result = await policies.put(actorContext(request), request.params.name, request.body.policy, request.body.version);
+      // The policy will act as this token: the service refuses one that needs a scope it lacks.
+      const author = { ...actorContext(request), scopes: request.principal?.scopes ?? [] };
+      const result = await policies.put(author, request.params.name, request.body.policy, request.body.version);
       return reply.code(result.created ? 201 : 200).send(result);
     },
   );

@@ -44,7 +44,8 @@ export function rotationRunRoutes(app: FastifyInstance, deps: RouteDeps): void {
     },
     async (request, reply) => {
       const { trigger, ...rest } = request.body;
-      const started = await engine.trigger(actorContext(request), { ...rest, trigger: trigger ?? 'event' });
+      // The caller must be able to change the target itself; the policy's author is checked when the run starts.
+      const started = await engine.trigger(actorContext(request), { ...rest, trigger: trigger ?? 'event', grant: request.principal?.scopes ?? [] });
       return reply.code(201).send(started);
     },
   );
