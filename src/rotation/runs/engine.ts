@@ -23,7 +23,8 @@ import { AppError, isAppError } from '../../shared/errors.js';
 import { newKeyIdBody, type RandomBytes } from '../../shared/ids.js';
 import { decodeCursor, encodeCursor } from '../../shared/cursor.js';
 import { parseDuration, tryParseDuration } from '../../shared/duration.js';
-import { isConnectorError, scrub, type Connector, type StepEvidence } from '../connectors/connector.js';
+import { isConnectorError, type Connector, type StepEvidence } from '../connectors/connector.js';
+import { bounded, safeSummary, scrubText, summariseFailure } from '../failure.js';
 import type { ConnectorRegistry } from '../connectors/registry.js';
 import { latestFiring, parseCron } from '../cron.js';
 import { normalisePolicy, type RotationPolicy } from '../policy.js';
@@ -558,7 +559,7 @@ export class RotationEngine {
           outcome = await this.#steps.run(step, this.#input(row, signal));
         } catch (error) {
           if (signal.aborted) return;
-          const message = describe(error, row);
+          const message = summariseFailure(error, this.#steps.valuesSeen(row.id), step);
           const undoing = step === 'discard' || step === 'rollback';
           const retryable = isConnectorError(error) ? error.retryable : !isAppError(error);
           if (undoing || (retryable && Number(row.attempts) + 1 < this.#config.maxAttempts)) {
@@ -573,6 +574,7 @@ export class RotationEngine {
       }
     } finally {
       clearInterval(renew);
+      this.#steps.forget(claimed.id);
     }
   }
 
@@ -607,7 +609,8 @@ export class RotationEngine {
   }
 
   /** Writes a step's outcome, its timeline row and audit events in one transaction; returns the run as it now is. */
-  async #persist(row: RotationRunsTable, step: RunStep, startedAt: string, outcome: StepOutcome): Promise<RotationRunsTable | undefined> {
+  async #persist(row: RotationRunsTable, step: RunStep, startedAt: string, given: StepOutcome): Promise<RotationRunsTable | undefined> {
+    const outcome = this.#scrubbed(row.id, given);
     const state: RunState = { ...parseState(row.state), ...('state' in outcome ? outcome.state : {}) };
     if (outcome.kind !== 'wait') delete state.waitingIn;
     const policy = specOf(row);
@@ -689,6 +692,14 @@ export class RotationEngine {
     });
   }
 
+  /** A step's outcome with its failure message and alert made safe to record (bounded, scrubbed). */
+  #scrubbed(runId: string, outcome: StepOutcome): StepOutcome {
+    const seen = this.#steps.valuesSeen(runId);
+    if (outcome.kind === 'fail') return { ...outcome, message: safeSummary(outcome.message, seen) };
+    if (outcome.kind === 'end' && outcome.alert !== undefined) return { ...outcome, alert: safeSummary(outcome.alert, seen) };
+    return outcome;
+  }
+
   async #end(trx: Transaction<Database>, row: RotationRunsTable, status: RunStatus, values: Partial<RotationRunsTable>, now: string): Promise<void> {
     await trx
       .updateTable('rotation_runs')
@@ -700,7 +711,12 @@ export class RotationEngine {
   async #timeline(trx: Transaction<Database>, runId: string, step: RunStep, outcome: string, startedAt: string, finishedAt: string, evidence: StepEvidence, error: string | null): Promise<void> {
     const last = await trx.selectFrom('rotation_run_steps').select((eb) => eb.fn.max('seq').as('seq')).where('run_id', '=', runId).executeTakeFirst();
     const seq = Number(last?.seq ?? 0) + 1;
-    await trx.insertInto('rotation_run_steps').values({ run_id: runId, seq, step, outcome, started_at: startedAt, finished_at: finishedAt, evidence: JSON.stringify(evidence), error }).execute();
+    // The last gate before the record: evidence and errors come from programs and vendors.
+    const seen = this.#steps.valuesSeen(runId);
+    const safe: Record<string, string | number | boolean | null> = {};
+    for (const [field, value] of Object.entries(evidence)) safe[field] = typeof value === 'string' ? bounded(scrubText(value, seen)) : value;
+    const safeError = error === null ? null : safeSummary(error, seen);
+    await trx.insertInto('rotation_run_steps').values({ run_id: runId, seq, step, outcome, started_at: startedAt, finished_at: finishedAt, evidence: JSON.stringify(safe), error: safeError }).execute();
   }
 
   /**
@@ -764,7 +780,9 @@ export class RotationEngine {
       evidence = await this.#steps.revoke(this.#input(run, this.#abort.signal), revocation.which as 'old' | 'new', credential);
     } catch (error) {
       if (this.#abort.signal.aborted) return;
-      failure = describe(error, run);
+      failure = summariseFailure(error, this.#steps.valuesSeen(run.id), 'revoke');
+    } finally {
+      this.#steps.forget(run.id);
     }
     const nowMs = this.#deps.clock.now();
     const now = new Date(nowMs).toISOString();
@@ -894,12 +912,6 @@ function median(values: number[]): number | null {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-/** An error as the run record may show it: the connector's scrubbed message, or a plain description. */
-function describe(error: unknown, row: RotationRunsTable): string {
-  const text = isConnectorError(error) || isAppError(error) ? error.message : `${row.step} failed unexpectedly`;
-  return scrub(text, []).slice(0, 1000);
 }
 
 /** Ids worth putting in the audit event of a step: vendor and key ids and versions, nothing else. */
