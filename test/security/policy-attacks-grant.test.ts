@@ -5,6 +5,9 @@
  * refused; a policy whose author was revoked or narrowed never reaches the vendor.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEventWire } from '../../src/contract/index.js';
 import { ConnectorError, type Connector } from '../../src/rotation/index.js';
@@ -230,3 +233,59 @@ describeEachDialect('policy attacks through the grant', (dialect) => {
   });
 });
 
+
+/**
+ * The reproduction itself, with the real command connector: a program prints to standard error
+ * the secret it was handed, a master-key-like base64 value and a PEM block, and fails. (When the
+ * program registry lands, the program is registered instead of named by path: same assertions.)
+ */
+describeEachDialect('a command program that prints what it read', (dialect) => {
+  const ctx = useContext(dialect);
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'keysmith-leak-'));
+    await ctx().secrets.put({ actor: 'test' }, 'team/loot', { value: LOOT });
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('GET /v1/rotations/{id} shows a short error with none of it', async () => {
+    const script = join(dir, 'leak.cjs');
+    writeFileSync(
+      script,
+      `let input = '';
+process.stdin.on('data', (chunk) => { input += chunk; });
+process.stdin.on('end', () => {
+  const request = JSON.parse(input);
+  process.stderr.write('loot: ' + request.secrets.loot + '\\n' + ${JSON.stringify(MASTER_LIKE)} + '\\n' + ${JSON.stringify(PEM)} + 'done\\n');
+  process.exit(1);
+});
+`,
+    );
+    const policy = {
+      name: 'leak',
+      target: { secret: 'team/leak' },
+      schedule: { every: '1h' },
+      overlap: '30m',
+      connector: { type: 'command', settings: { command: process.execPath, args: [script], secrets: { loot: 'team/loot' } } },
+    };
+    const res = await ctx().request({ method: 'PUT', url: '/v1/rotation/policies/leak', body: { policy } });
+    expect(res.statusCode, res.body).toBe(201);
+    const head = await auditHead(ctx());
+    const started = await ctx().request({ method: 'POST', url: '/v1/rotations', body: { policy: 'leak' } });
+    expect(started.statusCode, started.body).toBe(201);
+    const run = await drive(ctx(), started.json().id);
+    expect(run.status).toBe('failed');
+    const detail = (await ctx().request({ method: 'GET', url: `/v1/rotations/${run.id}` })).body;
+    const error = (JSON.parse(detail) as { error: string }).error;
+    expect(error).toContain('exited with status 1');
+    expect(error).toContain('loot: [redacted]');
+    expect(error.length).toBeLessThanOrEqual(300);
+    const events = JSON.stringify(await auditAfter(ctx(), head));
+    for (const text of [detail, events]) {
+      for (const leaked of [LOOT, MASTER_LIKE, 'PRIVATE KEY', PEM.split('\n')[1]!]) expect(text).not.toContain(leaked);
+    }
+  });
+});
