@@ -433,11 +433,14 @@ export class RotationEngine {
   /**
    * Undoes a run that ended done, while its overlap lasts: the old credential's revocation is
    * cancelled (refused when it is under way or done), the old credential is current again and
-   * the new one is retired.
+   * the new one is retired. `grant`, the caller's scopes when it is an API call, must cover
+   * changing the target.
    */
-  async rollback(ctx: ActorContext, id: string): Promise<RunDetail> {
+  async rollback(ctx: ActorContext, id: string, grant?: readonly string[]): Promise<RunDetail> {
     const row = await this.#deps.db.selectFrom('rotation_runs').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new AppError('ERR_ROTATION_RUN_NOT_FOUND', `no rotation run ${id.slice(0, 40)}`);
+    // Rolling back changes the target as much as rotating it: the caller must be able to change it.
+    if (grant !== undefined) await this.#requireTargetGrant(ctx, grant, { kind: row.target_kind, target: row.target });
     if (row.status !== 'done') throw new AppError('ERR_ROTATION_ROLLBACK_CLOSED', `run ${id} is ${row.status}; only a run that ended done can be rolled back`);
     const state = parseState(row.state);
     const now = this.#deps.clock.now();

@@ -79,7 +79,7 @@ export function rotationRunRoutes(app: FastifyInstance, deps: RouteDeps): void {
         response: { 200: RotationRunDetailSchema, ...errorResponses(Problem) },
       },
     },
-    async (request) => engine.rollback(actorContext(request), request.params.id),
+    async (request) => engine.rollback(actorContext(request), request.params.id, request.principal?.scopes ?? []),
   );
 }
 
