@@ -219,6 +219,19 @@ describeEachDialect('policy attacks through the grant', (dialect) => {
       await expectRefusedRun(started!.target!, author, 'secrets:read:team/vendor-admin', calls);
     });
 
+    it('a run started before runs recorded their author (an upgrade) is checked against the policy\'s author', async () => {
+      const author = await authoredPolicy('upgraded-author', 'team/upgraded');
+      const started = await ctx().request({ method: 'POST', url: '/v1/rotations', body: { policy: 'upgraded-author' } });
+      expect(started.statusCode, started.body).toBe(201);
+      const runId = started.json().id as string;
+      const row = await ctx().store.db.selectFrom('rotation_runs').select('state').where('id', '=', runId).executeTakeFirstOrThrow();
+      const { author: recorded, ...older } = JSON.parse(row.state) as { author?: string };
+      expect(recorded).toBe(idOf(author));
+      await ctx().store.db.updateTable('rotation_runs').set({ state: JSON.stringify(older) }).where('id', '=', runId).execute();
+      expect((await ctx().request({ method: 'POST', url: `/v1/tokens/${idOf(author)}/revoke`, body: { reason: 'left' } })).statusCode).toBe(200);
+      await expectRefusedRun(runId, author, 'rotation:run: its token is revoked', vendor.log.length);
+    });
+
     it('a rotated author stands for its successor: the run goes on to the vendor', async () => {
       for (const key of vendor.activeKeys()) key.revoked = true; // the account's two-key limit
       const author = await authoredPolicy('rotated-author', 'team/rotated');
