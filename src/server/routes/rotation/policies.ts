@@ -50,6 +50,7 @@ export function rotationPolicyRoutes(app: FastifyInstance, deps: RouteDeps): voi
       schema: {
         tags,
         summary: 'Create or replace a rotation policy (201 when created); a put that changes nothing writes nothing',
+        description: 'The policy runs as the token that puts it: besides rotation:write, the token needs every scope the policy uses (rotation:run; read and write on a target secret; keys:rotate for keys; write on deliverTo; read on adminSecret and settings.secrets). A 403 names each missing scope and its field. See docs/scopes.md.',
         params: PolicyNameParam,
         body: PutRotationPolicyBody,
         response: { 200: PutRotationPolicyResultSchema, 201: PutRotationPolicyResultSchema, ...errorResponses(Problem) },

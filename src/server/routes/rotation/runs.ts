@@ -38,6 +38,7 @@ export function rotationRunRoutes(app: FastifyInstance, deps: RouteDeps): void {
       schema: {
         tags,
         summary: 'Start a rotation now (201); 409 names the run already rotating the target',
+        description: "Besides rotation:run, the caller needs the scope to change the target (secrets:write on a secret, keys:rotate on a key). A policy's run then checks its author's token before any connector call.",
         body: StartRotationBody,
         response: { 201: RotationRunSchema, ...errorResponses(Problem) },
       },
