@@ -1,2 +1,4 @@
 export { buildServer, BODY_LIMIT, REDACT_PATHS, type ServerDeps, type EventStreamOptions } from './build-server.js';
 export { createMetrics, type ServerMetrics } from './plugins/metrics.js';
+export { publicRoute, type RouteScope } from './route-scopes.js';
+export { requirementLabel, type ScopeRequirement } from './plugins/auth.js';
