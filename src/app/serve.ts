@@ -44,6 +44,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       rotationPolicies: services.rotationPolicies,
       rotation: services.rotation,
       store: services.store,
+      audit: services.audit,
       clock: services.clock,
       random: services.random,
       metrics: createMetrics(),

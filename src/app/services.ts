@@ -1,6 +1,7 @@
 /** The composition root: configuration in, concrete services out. The only file that knows them all. */
 import { createKeyHasher, deriveSecret, secureRandom, type KekProvider } from '../crypto/index.js';
 import { openKekProvider } from './kek-config.js';
+import { createAuditLog, type AuditLog } from '../audit/index.js';
 import { IncidentService, KeyService } from '../keys/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationPolicyService, type ConnectorRegistry } from '../rotation/index.js';
@@ -12,6 +13,7 @@ import { loadMasterKey, sqlitePath } from './data-dir.js';
 
 export interface Services {
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly keys: KeyService;
   readonly incidents: IncidentService;
   readonly secrets: SecretService;
@@ -53,18 +55,21 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     await store.close();
     throw error;
   }
+  const audit = createAuditLog({ chainKey: deriveSecret(masterKey, 'audit-chain:v1') });
   const keys = new KeyService({
     db: store.db,
+    audit,
     dialect: store.dialect,
     clock,
     random,
     hasher: createKeyHasher(masterKey),
     config: config.keyPolicy,
   });
-  const incidents = new IncidentService({ db: store.db, dialect: store.dialect, clock, random, keys });
-  const kek = new KekService({ db: store.db, dialect: store.dialect, clock, kek: kekProvider });
+  const incidents = new IncidentService({ db: store.db, audit, dialect: store.dialect, clock, random, keys });
+  const kek = new KekService({ db: store.db, audit, dialect: store.dialect, clock, kek: kekProvider });
   const secrets = new SecretService({
     db: store.db,
+    audit,
     dialect: store.dialect,
     clock,
     random,
@@ -75,6 +80,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
   });
   const rotationModule = createRotationModule({
     db: store.db,
+    audit,
     dialect: store.dialect,
     clock,
     random,
@@ -92,6 +98,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
   }
   return {
     store,
+    audit,
     keys,
     incidents,
     secrets,

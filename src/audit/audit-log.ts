@@ -38,7 +38,12 @@ export interface AuditEvent {
   readonly hash: string;
 }
 
-type Executor = Kysely<Database> | Transaction<Database>;
+export type Executor = Kysely<Database> | Transaction<Database>;
+
+/** Computes an event's hash from its stored fields (the chain key lives in here, never in the database). */
+export interface ChainHasher {
+  hash(row: Omit<AuditEventsTable, 'hash'>): string;
+}
 
 /** One-shot SHA-256 where Node has it (20.12+, about twice as fast on short input), else a Hash object. */
 const sha256Hex: (text: string) => string =
@@ -63,6 +68,7 @@ export function hashEvent(row: Omit<AuditEventsTable, 'hash'>): string {
 
 /** Appends one event inside the given transaction and returns it. */
 export async function appendAudit(
+  hasher: ChainHasher,
   trx: Transaction<Database>,
   context: ActorContext,
   event: AuditEventInput,
@@ -83,7 +89,7 @@ export async function appendAudit(
     data: JSON.stringify(event.data ?? {}),
     prev_hash: current.hash,
   };
-  const hash = hashEvent(row);
+  const hash = hasher.hash(row);
   await trx.insertInto('audit_events').values({ ...row, hash }).execute();
   await trx.updateTable('audit_head').set({ hash }).where('id', '=', 1).execute();
   return toEvent({ ...row, hash });
@@ -95,6 +101,7 @@ export async function appendAudit(
  * event per key). Returns the sequence number of the last event, or undefined for none.
  */
 export async function appendAuditBatch(
+  hasher: ChainHasher,
   trx: Transaction<Database>,
   context: ActorContext,
   events: readonly AuditEventInput[],
@@ -128,7 +135,7 @@ export async function appendAuditBatch(
         prev_hash: prevHash,
         hash: '',
       };
-      prevHash = hashEvent(row);
+      prevHash = hasher.hash(row);
       row.hash = prevHash;
       chunk.push(row);
     }
@@ -211,7 +218,7 @@ export interface VerifyChainOptions {
 }
 
 /** Walks the whole chain in sequence order and names the first broken event. */
-export async function verifyChain(db: Executor, options: VerifyChainOptions = {}): Promise<ChainVerification> {
+export async function verifyChain(hasher: ChainHasher, db: Executor, options: VerifyChainOptions = {}): Promise<ChainVerification> {
   const batchSize = options.batchSize ?? 5_000;
   const headRow = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
   const headSeq = Number(headRow?.seq ?? 0);
@@ -244,7 +251,7 @@ export async function verifyChain(db: Executor, options: VerifyChainOptions = {}
         });
       }
       const { hash, ...rest } = row;
-      if (hashEvent(rest) !== hash) {
+      if (hasher.hash(rest) !== hash) {
         return fail({ seq: row.seq, kind: 'edited', message: `event #${row.seq} does not match its own hash: it was edited` });
       }
       if (row.prev_hash !== prevHash) {

@@ -1,8 +1,6 @@
+export { createAuditLog, type AuditLog, type AuditLogOptions } from './audit.js';
 export {
-  appendAudit,
-  appendAuditBatch,
   listAudit,
-  verifyChain,
   hashEvent,
   GENESIS_HASH,
   type ActorContext,
@@ -13,6 +11,5 @@ export {
   type ChainProblem,
   type VerifyChainOptions,
 } from './audit-log.js';
-export { recordAuditEvent } from './record.js';
 export { ChangeFeed } from './change-feed.js';
 export { AuditTail, type AuditTailOptions, type CatchUpOptions, type Subscription, type TailEvent, type TailFilter, type TailListener } from './audit-tail.js';

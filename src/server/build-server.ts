@@ -12,6 +12,7 @@ import type { RotationPolicyService, RotationEngine } from '../rotation/index.js
 import type { Store } from '../store/index.js';
 import { requestIdGenerator, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
+import type { AuditLog } from '../audit/index.js';
 import { VerifyKeyBody, type VerifyKeyBodyWire } from '../contract/index.js';
 import { createAuthGuard } from './plugins/auth.js';
 import { createMetrics, httpRequestCounter, registerMetrics, type ServerMetrics } from './plugins/metrics.js';
@@ -68,6 +69,7 @@ export interface ServerDeps {
   readonly rotationPolicies: RotationPolicyService;
   readonly rotation: RotationEngine;
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly clock: Clock;
   readonly random: RandomBytes;
   readonly metrics?: ServerMetrics;
@@ -146,9 +148,10 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     rotationPolicies: deps.rotationPolicies,
     rotation: deps.rotation,
     store: deps.store,
+    audit: deps.audit,
     clock: deps.clock,
     metrics,
-    guard: createAuthGuard({ keys: deps.keys, store: deps.store, clock: deps.clock }),
+    guard: createAuthGuard({ keys: deps.keys, store: deps.store, audit: deps.audit, clock: deps.clock }),
     answerVerify: createVerifyAnswerer({ keys: deps.keys, metrics }),
     isReady: deps.isReady ?? (() => true),
     events,

@@ -6,6 +6,7 @@ import type { IncidentService, KeyService } from '../keys/index.js';
 import type { RotationPolicyService, RotationEngine } from '../rotation/index.js';
 import type { Store } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
+import type { AuditLog } from '../audit/index.js';
 import type { ServerMetrics } from './plugins/metrics.js';
 import type { VerifyAnswerer } from './routes/keys/verify-answer.js';
 import type { EventStreams } from './routes/events/stream.js';
@@ -18,6 +19,7 @@ export interface RouteDeps {
   readonly rotationPolicies: RotationPolicyService;
   readonly rotation: RotationEngine;
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly clock: Clock;
   readonly metrics: ServerMetrics;
   readonly guard: (requirement: ScopeRequirement) => onRequestHookHandler;

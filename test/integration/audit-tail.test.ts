@@ -6,7 +6,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { KyselyPlugin } from 'kysely';
-import { AuditTail, recordAuditEvent, type TailEvent } from '../../src/audit/index.js';
+import { AuditTail, type TailEvent } from '../../src/audit/index.js';
+import { testAuditLog } from '../support/context.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
 
 const TIME = '2026-11-01T00:00:00.000Z';
@@ -23,7 +24,8 @@ describeEachDialect('audit tail', (dialect) => {
     await t.cleanup();
   });
 
-  const append = (action: string, target: string | null = null, data: Record<string, unknown> = {}) => recordAuditEvent(t.store.db, { actor: 'system:test' }, { action, target, data }, TIME);
+  const audit = testAuditLog();
+  const append = (action: string, target: string | null = null, data: Record<string, unknown> = {}) => audit.record(t.store.db, { actor: 'system:test' }, { action, target, data }, TIME);
   const tailOf = (options: ConstructorParameters<typeof AuditTail>[1], db = t.store.db) => {
     const tail = new AuditTail(db, options);
     tails.push(tail);

@@ -3,7 +3,6 @@
  * force several transactions, so batching is exercised on both dialects.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyChain } from '../../src/audit/index.js';
 import { IncidentService, KeyService, parseSelector, type IssuedKey } from '../../src/keys/index.js';
 import { createKeyHasher, secureRandom } from '../../src/crypto/index.js';
 import { AppError } from '../../src/shared/errors.js';
@@ -19,7 +18,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
 
   beforeAll(async () => {
     ctx = await createTestContext(dialect);
-    incidents = new IncidentService({ db: ctx.store.db, dialect, clock: ctx.clock, random: secureRandom, keys: ctx.keys, batch: { revoke: 3, rotate: 2 } });
+    incidents = new IncidentService({ db: ctx.store.db, audit: ctx.audit, dialect, clock: ctx.clock, random: secureRandom, keys: ctx.keys, batch: { revoke: 3, rotate: 2 } });
   });
   afterAll(async () => {
     await ctx.close();
@@ -106,7 +105,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
     expect(written).toHaveLength(8);
     const dump = JSON.stringify(written);
     for (const k of chosen) expect(dump).not.toContain(k.key);
-    expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+    expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
     expect(await incidents.get(incident.id)).toEqual(incident);
   });
 
@@ -147,7 +146,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
     expect(written.find((e) => e.action === 'key.rotated')!.data).toMatchObject({ overlap: '2h', graceEndsAt, reason: 'vendor breach', incident: incident.id });
     const dump = JSON.stringify(written);
     for (const k of keys) expect(dump).not.toContain(k.key);
-    expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+    expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
 
     ctx.clock.advance(2 * 3_600_000 + 1);
     expect((await ctx.keys.verify({ key: chosen[0]!.key })).code).toBe('EXPIRED');
@@ -164,7 +163,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
   });
 
   it('reaches another server through the change feed: revoked and rotated keys are seen there', async () => {
-    const other = new KeyService({ db: ctx.store.db, dialect, clock: ctx.clock, random: secureRandom, hasher: createKeyHasher(TEST_MASTER_KEY), config: ctx.keys.config });
+    const other = new KeyService({ db: ctx.store.db, audit: ctx.audit, dialect, clock: ctx.clock, random: secureRandom, hasher: createKeyHasher(TEST_MASTER_KEY), config: ctx.keys.config });
     await other.changes.poll();
     const revokeMe = await Promise.all(Array.from({ length: 4 }, () => issue('feed-revoke')));
     const rotateMe = await issue('feed-rotate');
@@ -194,7 +193,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
         },
       } as unknown as KeyService;
     };
-    const serviceWith = (keys: KeyService) => new IncidentService({ db: ctx.store.db, dialect, clock: ctx.clock, random: secureRandom, keys, batch: { revoke: 3, rotate: 2 } });
+    const serviceWith = (keys: KeyService) => new IncidentService({ db: ctx.store.db, audit: ctx.audit, dialect, clock: ctx.clock, random: secureRandom, keys, batch: { revoke: 3, rotate: 2 } });
 
     it('marks a revoke failed, keeps what committed, and says nothing of internals', async () => {
       const chosen = await Promise.all(Array.from({ length: 7 }, () => issue('fail-revoke')));
@@ -211,7 +210,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
       const again = await incidents.revoke(actor, 'owner=fail-revoke', 'x');
       expect(again.incident).toMatchObject({ status: 'done', keyCount: 1 });
       for (const k of chosen) expect((await ctx.keys.get(k.record.id)).status).toBe('revoked');
-      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+      expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
     });
 
     it('hands over the keys a failed rotation already minted, marked failed', async () => {
@@ -222,7 +221,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
       for (const k of result.keys) expect((await ctx.keys.verify({ key: k.key })).code).toBe('VALID');
       const superseded = await Promise.all(chosen.map((k) => ctx.keys.get(k.record.id)));
       expect(superseded.filter((r) => r.status === 'superseded')).toHaveLength(2);
-      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+      expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
     });
 
     it('throws when a rotation fails before any batch committed', async () => {

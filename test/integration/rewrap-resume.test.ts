@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createLocalKekProvider, deriveSecret, secureRandom } from '../../src/crypto/index.js';
 import { KekService, SecretService } from '../../src/secrets/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
+import { testAuditLog } from '../support/context.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
 
 const ctx = { actor: 'key_tester00000000000000000' };
@@ -17,9 +18,9 @@ describeEachDialect('re-wrap resumes after a stop', (dialect) => {
   let testStore: TestStore;
   const masterKey = randomBytes(32);
   const clock = new ManualClock('2026-11-01T00:00:00.000Z');
-  const kekOn = () => new KekService({ db: testStore.store.db, clock, kek: createLocalKekProvider(masterKey, secureRandom), rewrapBatch: 50 });
+  const kekOn = () => new KekService({ db: testStore.store.db, audit: testAuditLog(masterKey), clock, kek: createLocalKekProvider(masterKey, secureRandom), rewrapBatch: 50 });
   const secretsOn = (kek: KekService) =>
-    new SecretService({ db: testStore.store.db, dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
+    new SecretService({ db: testStore.store.db, audit: testAuditLog(masterKey), dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
 
   beforeAll(async () => {
     testStore = await createTestStore(dialect);

@@ -12,12 +12,19 @@ import { buildServer, createMetrics, type EventStreamOptions } from '../../src/s
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
+import { createAuditLog, type AuditLog } from '../../src/audit/index.js';
 
 export const TEST_MASTER_KEY = randomBytes(32);
+
+/** The audit log under TEST_MASTER_KEY's chain key, for tests that build a service of their own. */
+export function testAuditLog(masterKey: Uint8Array = TEST_MASTER_KEY): AuditLog {
+  return createAuditLog({ chainKey: deriveSecret(masterKey, 'audit-chain:v1') });
+}
 
 export interface TestContext {
   readonly dialect: Dialect;
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly clock: ManualClock;
   readonly keys: KeyService;
   readonly incidents: IncidentService;
@@ -72,19 +79,22 @@ export const TEST_ENGINE_CONFIG: Partial<RotationEngineConfig> = {
 export async function createTestContext(dialect: Dialect, options: TestContextOptions = {}): Promise<TestContext> {
   const testStore = await createTestStore(dialect);
   const clock = new ManualClock(options.start ?? '2026-11-01T00:00:00.000Z');
+  const audit = testAuditLog();
   const keys = new KeyService({
     db: testStore.store.db,
+    audit,
     dialect,
     clock,
     random: secureRandom,
     hasher: createKeyHasher(TEST_MASTER_KEY),
     config: { ...DEFAULT_KEY_POLICY, ...options.policy },
   });
-  const incidents = new IncidentService({ db: testStore.store.db, dialect, clock, random: secureRandom, keys });
-  const kek = new KekService({ db: testStore.store.db, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
+  const incidents = new IncidentService({ db: testStore.store.db, audit, dialect, clock, random: secureRandom, keys });
+  const kek = new KekService({ db: testStore.store.db, audit, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
   await kek.initialise();
   const secrets = new SecretService({
     db: testStore.store.db,
+    audit,
     dialect,
     clock,
     random: secureRandom,
@@ -94,6 +104,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   });
   const rotationModule = createRotationModule({
     db: testStore.store.db,
+    audit,
     dialect,
     clock,
     random: secureRandom,
@@ -113,6 +124,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     rotationPolicies,
     rotation,
     store: testStore.store,
+    audit,
     clock,
     random: secureRandom,
     metrics: createMetrics({ defaultMetrics: false }),
@@ -122,6 +134,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   const context: TestContext = {
     dialect,
     store: testStore.store,
+    audit,
     clock,
     keys,
     incidents,

@@ -16,15 +16,19 @@ export const auditVerifyCommand: Command = {
     let source: string;
     if (data !== undefined || database !== undefined) {
       // Offline: load the store only now, so API commands stay light.
-      const [{ verifyChain }, { resolveConfig }, { openStore }] = await Promise.all([
+      const [{ createAuditLog }, { resolveConfig }, { openStore }, { loadMasterKey }, { deriveSecret }] = await Promise.all([
         import('../../audit/index.js'),
         import('../../app/config.js'),
         import('../../app/services.js'),
+        import('../../app/data-dir.js'),
+        import('../../crypto/index.js'),
       ]);
-      const store = openStore(resolveConfig({ data, database }, ctx.env));
+      const config = resolveConfig({ data, database }, ctx.env);
+      const audit = createAuditLog({ chainKey: deriveSecret(loadMasterKey(config.dataDir, ctx.env), 'audit-chain:v1') });
+      const store = openStore(config);
       source = store.description;
       try {
-        result = await verifyChain(store.db, { onProgress: ctx.json ? undefined : progress(ctx.stderr, 'Checking events') });
+        result = await audit.verify(store.db, { onProgress: ctx.json ? undefined : progress(ctx.stderr, 'Checking events') });
       } finally {
         await store.close();
       }

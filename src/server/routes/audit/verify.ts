@@ -1,6 +1,5 @@
 import type { FastifyInstance } from 'fastify';
 import { ChainVerificationSchema, Problem } from '../../../contract/index.js';
-import { verifyChain } from '../../../audit/index.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
 
@@ -15,6 +14,6 @@ export function verifyAuditRoute(app: FastifyInstance, deps: RouteDeps): void {
         response: { 200: ChainVerificationSchema, ...errorResponses(Problem) },
       },
     },
-    async () => verifyChain(deps.store.db),
+    async () => deps.audit.verify(deps.store.db),
   );
 }
