@@ -9,6 +9,7 @@ import type { AppConfig } from './config.js';
 import { ensureDataDir, rootTokenPath } from './data-dir.js';
 import { ensureRootToken, type InitResult } from './init.js';
 import { openServices, type Services } from './services.js';
+import { AuditCheckpointer, createCommandSink, createFileSink, createUrlSink, type CheckpointSink } from '../audit/index.js';
 
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -29,13 +30,28 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
   const created = ensureDataDir(config.dataDir);
   const services = await openServices(config);
   let ready = true;
-  let app: FastifyInstance;
+  let app: FastifyInstance | undefined;
   let init: InitResult | undefined;
+  let checkpointer: AuditCheckpointer | undefined;
   try {
     if (created) {
       const token = await ensureRootToken(services, config, true);
       init = { dataDir: config.dataDir, created, rootTokenFile: rootTokenPath(config.dataDir), migrations: [], ...token };
     }
+    const settings = config.auditCheckpoints;
+    const sinks: CheckpointSink[] = [];
+    if (settings.file) sinks.push(createFileSink(settings.file));
+    if (settings.command) sinks.push(createCommandSink(settings.command));
+    if (settings.url) sinks.push(createUrlSink(settings.url));
+    checkpointer = new AuditCheckpointer({
+      db: services.store.db,
+      audit: services.audit,
+      clock: services.clock,
+      sinks,
+      intervalMs: settings.intervalMs,
+      // A checkpoint not kept is a gap in the evidence, not a reason to stop serving: say so loudly.
+      onError: (sink, error) => app?.log.error({ sink, err: error.message }, 'audit checkpoint not written'),
+    });
     app = await buildServer({
       keys: services.keys,
       incidents: services.incidents,
@@ -45,6 +61,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       rotation: services.rotation,
       store: services.store,
       audit: services.audit,
+      auditCheckpoints: { file: settings.file, checkpointer },
       clock: services.clock,
       random: services.random,
       metrics: createMetrics(),
@@ -64,6 +81,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
     services.incidents.start();
     await app.listen({ host: config.host, port: config.port });
     services.rotation.start();
+    checkpointer.start();
   } catch (error) {
     await services.close();
     throw error;
@@ -81,6 +99,8 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       stopping ??= (async () => {
         ready = false;
         await app.close();
+        // After the last request: the final head is signed and kept before the store closes.
+        await checkpointer?.stop();
         await services.close();
       })();
       return stopping;

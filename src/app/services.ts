@@ -1,7 +1,7 @@
 /** The composition root: configuration in, concrete services out. The only file that knows them all. */
 import { createKeyHasher, deriveSecret, secureRandom, type KekProvider } from '../crypto/index.js';
 import { openKekProvider } from './kek-config.js';
-import { createAuditLog, type AuditLog } from '../audit/index.js';
+import { createAuditLog, deriveAuditKeys, type AuditLog } from '../audit/index.js';
 import { IncidentService, KeyService } from '../keys/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationPolicyService, type ConnectorRegistry } from '../rotation/index.js';
@@ -55,7 +55,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     await store.close();
     throw error;
   }
-  const audit = createAuditLog({ chainKey: deriveSecret(masterKey, 'audit-chain:v1') });
+  const audit = createAuditLog(deriveAuditKeys(masterKey));
   const keys = new KeyService({
     db: store.db,
     audit,
@@ -90,7 +90,11 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     engine: config.rotation,
   });
   try {
-    if (options.migrate !== false) await kek.initialise();
+    if (options.migrate !== false) {
+      await kek.initialise();
+      // The switch to the keyed chain is on record from the first start of this version.
+      await audit.keyChain(store.db, new Date(clock.now()).toISOString());
+    }
   } catch (error) {
     await kekProvider.close().catch(() => undefined);
     await store.close();

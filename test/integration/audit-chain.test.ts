@@ -1,7 +1,9 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { hashEvent, listAudit } from '../../src/audit/index.js';
-import { testAuditLog } from '../support/context.js';
+import { createHmac } from 'node:crypto';
+import { KEYED_MARKER_ACTION, SCHEME_KEYED, listAudit } from '../../src/audit/index.js';
+import { deriveSecret } from '../../src/crypto/index.js';
+import { TEST_MASTER_KEY, testAuditLog } from '../support/context.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
 
 describeEachDialect('hash-chained audit log', (dialect) => {
@@ -9,6 +11,7 @@ describeEachDialect('hash-chained audit log', (dialect) => {
   let t: TestStore;
   beforeEach(async () => {
     t = await createTestStore(dialect);
+    // Events #2…#7 after the keyed-chain marker (#1), written by the first append on a new database.
     for (let i = 1; i <= 6; i++) {
       await t.store.db.transaction().execute((trx) =>
         audit.append(trx, { actor: 'key_actor', requestId: `req_${i}`, sourceIp: '127.0.0.1' }, { action: 'key.issued', target: `key_${i}`, data: { n: i } }, `2026-11-01T00:00:0${i}.000Z`),
@@ -17,27 +20,38 @@ describeEachDialect('hash-chained audit log', (dialect) => {
   });
   afterEach(async () => t.cleanup());
 
-  it('links each event to the one before it, from a zero genesis hash', async () => {
+  it('begins a new log with the keyed-chain marker and links each event to the one before it, from a zero genesis hash', async () => {
     const events = await listAudit(t.store.db, { limit: 100 });
-    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(events[0]!.prevHash).toBe('0'.repeat(64));
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(events[0]).toMatchObject({ action: KEYED_MARKER_ACTION, actor: 'system', data: { scheme: SCHEME_KEYED, unkeyedEvents: 0 }, prevHash: '0'.repeat(64) });
     for (let i = 1; i < events.length; i++) expect(events[i]!.prevHash).toBe(events[i - 1]!.hash);
-    expect(await audit.verify(t.store.db)).toMatchObject({ ok: true, events: 6, headSeq: 6 });
+    const schemes = await t.store.db.selectFrom('audit_events').select('scheme').execute();
+    expect(new Set(schemes.map((r) => r.scheme))).toEqual(new Set([SCHEME_KEYED]));
+    expect(await audit.verify(t.store.db)).toMatchObject({ ok: true, events: 7, headSeq: 7, keyedFrom: 1 });
+    expect(await audit.keyChain(t.store.db, '2026-11-01T00:00:09.000Z')).toBe(false);
+  });
+
+  it('hashes each event with HMAC-SHA256 under the chain key, which the database does not hold', async () => {
+    const row = await t.store.db.selectFrom('audit_events').selectAll().where('seq', '=', 3).executeTakeFirstOrThrow();
+    const canonical = JSON.stringify([Number(row.seq), row.time, row.actor, row.action, row.target, row.request_id, row.source_ip, row.data, row.prev_hash]);
+    expect(row.hash).toBe(createHmac('sha256', deriveSecret(TEST_MASTER_KEY, 'audit-chain:v1')).update(canonical).digest('hex'));
+    // Under another master key the same database does not verify.
+    expect(await testAuditLog(Buffer.alloc(32, 7)).verify(t.store.db)).toMatchObject({ ok: false, problem: { seq: 1, kind: 'edited' } });
   });
 
   it('appends a batch (over one insert chunk) exactly as one-by-one appends would chain it', async () => {
     const context = { actor: 'key_actor', requestId: 'req_batch', sourceIp: '10.0.0.1' };
     const events = Array.from({ length: 2_345 }, (_, i) => ({ action: 'key.revoked', target: `key_b${i}`, data: { reason: 'batch', n: i } }));
     const last = await t.store.db.transaction().execute((trx) => audit.appendBatch(trx, context, events, '2026-11-01T00:01:00.000Z'));
-    expect(last).toBe(6 + 2_345);
+    expect(last).toBe(7 + 2_345);
     expect(await t.store.db.transaction().execute((trx) => audit.appendBatch(trx, context, [], '2026-11-01T00:01:00.000Z'))).toBeUndefined();
     await t.store.db.transaction().execute((trx) => audit.append(trx, context, { action: 'after' }, '2026-11-01T00:02:00.000Z'));
-    const stored = await listAudit(t.store.db, { after: 6, limit: 3_000 });
+    const stored = await listAudit(t.store.db, { after: 7, limit: 3_000 });
     expect(stored).toHaveLength(2_346);
-    expect(stored[0]).toMatchObject({ seq: 7, action: 'key.revoked', target: 'key_b0', actor: 'key_actor', requestId: 'req_batch', sourceIp: '10.0.0.1', data: { reason: 'batch', n: 0 } });
-    expect(stored[2_344]).toMatchObject({ seq: 2_351, target: 'key_b2344', data: { n: 2_344 } });
-    expect(stored[2_345]).toMatchObject({ seq: 2_352, action: 'after', prevHash: stored[2_344]!.hash });
-    expect(await audit.verify(t.store.db)).toMatchObject({ ok: true, events: 2_352, headSeq: 2_352 });
+    expect(stored[0]).toMatchObject({ seq: 8, action: 'key.revoked', target: 'key_b0', actor: 'key_actor', requestId: 'req_batch', sourceIp: '10.0.0.1', data: { reason: 'batch', n: 0 } });
+    expect(stored[2_344]).toMatchObject({ seq: 2_352, target: 'key_b2344', data: { n: 2_344 } });
+    expect(stored[2_345]).toMatchObject({ seq: 2_353, action: 'after', prevHash: stored[2_344]!.hash });
+    expect(await audit.verify(t.store.db)).toMatchObject({ ok: true, events: 2_353, headSeq: 2_353 });
   });
 
   it('names an edited event', async () => {
@@ -55,29 +69,24 @@ describeEachDialect('hash-chained audit log', (dialect) => {
     expect((await audit.verify(t.store.db)).problem).toMatchObject({ seq: 5, kind: 'truncated' });
   });
 
-  it('names reordered events even when the forger rehashed them', async () => {
-    // Swap the contents of events 2 and 3, renumbering and recomputing their own hashes.
+  it('names reordered events even when the forger swapped them whole', async () => {
     const rows = await t.store.db.selectFrom('audit_events').selectAll().where('seq', 'in', [2, 3]).orderBy('seq').execute();
-    const [two, three] = rows.map((r) => ({ ...r, seq: Number(r.seq) }));
-    const swapped = [
-      { ...three!, seq: 2, prev_hash: two!.prev_hash },
-      { ...two!, seq: 3, prev_hash: three!.prev_hash },
-    ].map(({ hash: _hash, ...rest }) => ({ ...rest, hash: hashEvent(rest) }));
+    const [two, three] = rows;
     await t.store.db.deleteFrom('audit_events').where('seq', 'in', [2, 3]).execute();
-    await t.store.db.insertInto('audit_events').values(swapped).execute();
+    await t.store.db.insertInto('audit_events').values([{ ...three!, seq: 2 }, { ...two!, seq: 3 }]).execute();
     const result = await audit.verify(t.store.db);
     expect(result.ok).toBe(false);
-    expect(result.problem).toMatchObject({ seq: 3, kind: 'reordered' });
+    expect(result.problem).toMatchObject({ seq: 2, kind: 'edited' });
   });
 
   it('reports a head that no longer matches the last event', async () => {
     await sql`update audit_head set hash = ${'f'.repeat(64)} where id = 1`.execute(t.store.db);
-    expect((await audit.verify(t.store.db)).problem).toMatchObject({ seq: 6, kind: 'edited' });
+    expect((await audit.verify(t.store.db)).problem).toMatchObject({ seq: 7, kind: 'edited' });
   });
 
   it('reports progress while checking in batches', async () => {
     const seen: number[] = [];
     await audit.verify(t.store.db, { batchSize: 2, onProgress: (done) => seen.push(done) });
-    expect(seen).toEqual([2, 4, 6]);
+    expect(seen).toEqual([2, 4, 6, 7]);
   });
 });

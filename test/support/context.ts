@@ -12,13 +12,13 @@ import { buildServer, createMetrics, type EventStreamOptions } from '../../src/s
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
-import { createAuditLog, type AuditLog } from '../../src/audit/index.js';
+import { createAuditLog, deriveAuditKeys, type AuditLog } from '../../src/audit/index.js';
 
 export const TEST_MASTER_KEY = randomBytes(32);
 
 /** The audit log under TEST_MASTER_KEY's chain key, for tests that build a service of their own. */
 export function testAuditLog(masterKey: Uint8Array = TEST_MASTER_KEY): AuditLog {
-  return createAuditLog({ chainKey: deriveSecret(masterKey, 'audit-chain:v1') });
+  return createAuditLog(deriveAuditKeys(masterKey));
 }
 
 export interface TestContext {
@@ -92,6 +92,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   const incidents = new IncidentService({ db: testStore.store.db, audit, dialect, clock, random: secureRandom, keys });
   const kek = new KekService({ db: testStore.store.db, audit, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
   await kek.initialise();
+  await audit.keyChain(testStore.store.db, new Date(clock.now()).toISOString());
   const secrets = new SecretService({
     db: testStore.store.db,
     audit,
