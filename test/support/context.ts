@@ -12,7 +12,7 @@ import { buildServer, createMetrics, type EventStreamOptions } from '../../src/s
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
-import { createAuditLog, deriveAuditKeys, type AuditLog } from '../../src/audit/index.js';
+import { AuditCheckpointer, createAuditLog, createFileSink, deriveAuditKeys, type AuditLog } from '../../src/audit/index.js';
 
 export const TEST_MASTER_KEY = randomBytes(32);
 
@@ -33,6 +33,8 @@ export interface TestContext {
   readonly rotationPolicies: RotationPolicyService;
   /** The run engine; not started (tests call `tick()`), unless `startEngine`. */
   readonly rotation: RotationEngine;
+  /** Writes checkpoints to `checkpointsFile`, when one was given. */
+  readonly checkpointer: AuditCheckpointer | undefined;
   readonly app: FastifyInstance;
   /** A management token with scope `*`. */
   readonly rootToken: string;
@@ -63,6 +65,8 @@ export interface TestContextOptions {
   readonly connectors?: readonly Connector[];
   /** Event stream timings (`GET /v1/events`); the server's defaults unless given. */
   readonly events?: EventStreamOptions;
+  /** A checkpoints file: the app verifies against it and writes on-demand checkpoints to it (none by default). */
+  readonly checkpointsFile?: string;
 }
 
 /** Engine timings for tests: retries and checks in milliseconds, not minutes. */
@@ -117,6 +121,9 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   });
   const rotationPolicies = rotationModule.policies;
   const rotation = rotationModule.engine;
+  const checkpointer = options.checkpointsFile
+    ? new AuditCheckpointer({ db: testStore.store.db, audit, clock, sinks: [createFileSink(options.checkpointsFile)] })
+    : undefined;
   const app = await buildServer({
     keys,
     incidents,
@@ -126,6 +133,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     rotation,
     store: testStore.store,
     audit,
+    auditCheckpoints: { file: options.checkpointsFile, checkpointer },
     clock,
     random: secureRandom,
     metrics: createMetrics({ defaultMetrics: false }),
@@ -143,6 +151,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     kek,
     rotationPolicies,
     rotation,
+    checkpointer,
     app,
     rootToken: root.key,
     rootTokenId: root.record.id,
