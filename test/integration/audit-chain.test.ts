@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { createHmac } from 'node:crypto';
-import { KEYED_MARKER_ACTION, SCHEME_KEYED, listAudit } from '../../src/audit/index.js';
+import { KEYED_MARKER_ACTION, SCHEME_KEYED, hashEvent, listAudit } from '../../src/audit/index.js';
+import { migrations } from '../../src/store/index.js';
 import { deriveSecret } from '../../src/crypto/index.js';
 import { TEST_MASTER_KEY, testAuditLog } from '../support/context.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
@@ -88,5 +89,46 @@ describeEachDialect('hash-chained audit log', (dialect) => {
     const seen: number[] = [];
     await audit.verify(t.store.db, { batchSize: 2, onProgress: (done) => seen.push(done) });
     expect(seen).toEqual([2, 4, 6, 7]);
+  });
+});
+
+describeEachDialect('an audit log from before the keyed chain', (dialect) => {
+  const audit = testAuditLog();
+  let t: TestStore;
+  beforeEach(async () => {
+    t = await createTestStore(dialect);
+    // The database as the previous version left it: no scheme columns, a plain SHA-256 chain of four events.
+    const keyed = migrations['0006-audit-keyed-chain']!;
+    await keyed.down!(t.store.db as never);
+    let prev = '0'.repeat(64);
+    for (let seq = 1; seq <= 4; seq++) {
+      const row = { seq, time: `2026-10-01T00:00:0${seq}.000Z`, actor: 'system:init', action: 'key.issued', target: `key_${seq}`, request_id: null, source_ip: null, data: '{}', prev_hash: prev };
+      prev = hashEvent(row);
+      await sql`insert into audit_events (seq, time, actor, action, target, request_id, source_ip, data, prev_hash, hash)
+        values (${seq}, ${row.time}, ${row.actor}, ${row.action}, ${row.target}, ${null}, ${null}, ${row.data}, ${row.prev_hash}, ${prev})`.execute(t.store.db);
+    }
+    await sql`update audit_head set seq = 4, hash = ${prev} where id = 1`.execute(t.store.db);
+    await keyed.up(t.store.db as never);
+  });
+  afterEach(async () => t.cleanup());
+
+  it('keeps its old events verifying and switches at a keyed marker event', async () => {
+    expect(await audit.verify(t.store.db)).toMatchObject({ ok: false, problem: { kind: 'unkeyed' } });
+    expect(await audit.keyChain(t.store.db, '2026-11-01T00:00:00.000Z')).toBe(true);
+    await t.store.db.transaction().execute((trx) => audit.append(trx, { actor: 'key_actor' }, { action: 'key.revoked', target: 'key_1' }, '2026-11-01T00:00:01.000Z'));
+    const events = await t.store.db.selectFrom('audit_events').select(['seq', 'action', 'scheme', 'data']).orderBy('seq').execute();
+    expect(events.map((e) => [Number(e.seq), e.scheme])).toEqual([[1, 'sha256'], [2, 'sha256'], [3, 'sha256'], [4, 'sha256'], [5, SCHEME_KEYED], [6, SCHEME_KEYED]]);
+    expect(events[4]).toMatchObject({ action: KEYED_MARKER_ACTION, data: JSON.stringify({ scheme: SCHEME_KEYED, unkeyedEvents: 4 }) });
+    expect(await audit.verify(t.store.db)).toMatchObject({ ok: true, events: 6, keyedFrom: 5 });
+    // An old event is still checked under its own scheme.
+    await t.store.db.updateTable('audit_events').set({ target: 'key_9' }).where('seq', '=', 2).execute();
+    expect(await audit.verify(t.store.db)).toMatchObject({ ok: false, problem: { seq: 2, kind: 'edited' } });
+  });
+
+  it('writes the marker with the first append when no start came before it', async () => {
+    await t.store.db.transaction().execute((trx) => audit.appendBatch(trx, { actor: 'key_actor' }, [{ action: 'a' }, { action: 'b' }], '2026-11-01T00:00:01.000Z'));
+    const actions = await t.store.db.selectFrom('audit_events').select('action').where('seq', '>', 4).orderBy('seq').execute();
+    expect(actions.map((a) => a.action)).toEqual([KEYED_MARKER_ACTION, 'a', 'b']);
+    expect(await audit.verify(t.store.db)).toMatchObject({ ok: true, events: 7, headSeq: 7, keyedFrom: 5 });
   });
 });
