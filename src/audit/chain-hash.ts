@@ -38,23 +38,41 @@ export function legacyHash(row: ChainRow): string {
 }
 
 /**
- * HMAC-SHA256 (RFC 2104) with the padded key's inner and outer hash states made once and
- * copied per event: the same bytes as `createHmac`, at a fraction of its per-call setup, which
- * matters when a bulk revocation hashes a hundred thousand events in one transaction.
+ * HMAC-SHA256 (RFC 2104) written out: H((K ^ opad) || H((K ^ ipad) || message)), with the padded
+ * keys laid once into reusable buffers and two one-shot hashes per event. The same bytes as
+ * `createHmac` (a test holds it to that) at a fraction of its per-call cost, which matters when a
+ * bulk revocation hashes a hundred thousand events in one transaction. Without one-shot hashing
+ * (Node before 20.12) it is `createHmac` with a key object made once.
  */
 export function createChainHasher(chainKey: Uint8Array): ChainHasher {
   if (chainKey.length < 32 || chainKey.length > 64) throw new Error('the audit chain key must hold 32 to 64 bytes');
   const inner = Buffer.alloc(64, 0x36);
-  const outer = Buffer.alloc(64, 0x5c);
+  const outer = Buffer.alloc(96, 0x5c);
   for (let i = 0; i < chainKey.length; i++) {
     inner[i]! ^= chainKey[i]!;
     outer[i]! ^= chainKey[i]!;
   }
-  const innerState = crypto.createHash('sha256').update(inner);
-  const outerState = crypto.createHash('sha256').update(outer);
-  inner.fill(0);
-  outer.fill(0);
-  const keyed = (row: ChainRow): string => outerState.copy().update(innerState.copy().update(canonicalEvent(row)).digest()).digest('hex');
+  const oneShot = (crypto as unknown as { hash?: (alg: string, data: Uint8Array, enc: string) => Buffer | string }).hash;
+  let keyed: (row: ChainRow) => string;
+  if (typeof oneShot === 'function') {
+    // [K ^ ipad | message…]: the message is written after the pad, the buffer grown when a longer one comes.
+    let message = Buffer.alloc(64 + 4096);
+    inner.copy(message, 0);
+    keyed = (row) => {
+      const text = canonicalEvent(row);
+      if (64 + text.length * 3 > message.length) {
+        const grown = Buffer.alloc(64 + text.length * 6);
+        inner.copy(grown, 0);
+        message = grown;
+      }
+      const length = message.write(text, 64, 'utf8');
+      (oneShot('sha256', message.subarray(0, 64 + length), 'buffer') as Buffer).copy(outer, 64);
+      return oneShot('sha256', outer, 'hex') as string;
+    };
+  } else {
+    const key = crypto.createSecretKey(Buffer.from(chainKey));
+    keyed = (row) => crypto.createHmac('sha256', key).update(canonicalEvent(row)).digest('hex');
+  }
   return {
     keyed,
     check(row, scheme) {

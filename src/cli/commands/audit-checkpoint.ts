@@ -56,7 +56,7 @@ export const auditCheckpointCommand: Command = {
       await createFileSink(path).write(written.line);
       written = { ...written, sinks: [...written.sinks, path] };
     }
-    const where = written.sinks.length > 0 ? `written to ${written.sinks.join(', ')}` : 'already written by the server';
+    const where = written.sinks.length > 0 ? `written to ${written.sinks.join(', ')}` : 'written nowhere new (the server had written this head already, or its sinks failed: see its log)';
     return { data: written, text: `Checkpoint of event #${written.checkpoint.seq} signed by ${written.checkpoint.keyId}, ${where}\n${written.line}` };
   },
 };
