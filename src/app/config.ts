@@ -1,5 +1,5 @@
 /** Server configuration from flags and environment, with the defaults a newcomer expects. */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseDuration, formatDuration } from '../shared/duration.js';
 import { DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../keys/index.js';
 import { isPostgresUrl } from '../store/index.js';
@@ -26,6 +26,19 @@ export interface AppConfig {
   readonly rotation: Partial<RotationEngineConfig>;
   /** `GET /v1/events` timings: `KEYSMITH_EVENTS_POLL` (1s) and `KEYSMITH_EVENTS_HEARTBEAT` (15s). */
   readonly events: { readonly pollMs: number; readonly heartbeatMs: number };
+  /** Where signed audit checkpoints go and how often (KEYSMITH_AUDIT_CHECKPOINT*). */
+  readonly auditCheckpoints: AuditCheckpointConfig;
+}
+
+export interface AuditCheckpointConfig {
+  /** The checkpoints file: `KEYSMITH_AUDIT_CHECKPOINTS`, `<data>/audit-checkpoints.jsonl` by default; `off` for none. */
+  readonly file: string | undefined;
+  /** A program (argv, no shell) that gets each checkpoint line on stdin: `KEYSMITH_AUDIT_CHECKPOINT_COMMAND`, a JSON array. */
+  readonly command: readonly string[] | undefined;
+  /** A URL each checkpoint line is POSTed to: `KEYSMITH_AUDIT_CHECKPOINT_URL`. */
+  readonly url: string | undefined;
+  /** At most one checkpoint per interval while events are written: `KEYSMITH_AUDIT_CHECKPOINT_INTERVAL` (1m). */
+  readonly intervalMs: number;
 }
 
 export interface ConfigInput {
@@ -66,7 +79,37 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
       pollMs: durationSetting(env.KEYSMITH_EVENTS_POLL, 'events-poll', 1_000),
       heartbeatMs: durationSetting(env.KEYSMITH_EVENTS_HEARTBEAT, 'events-heartbeat', 15_000),
     },
+    auditCheckpoints: auditCheckpointSettings(dataDir, env),
   };
+}
+
+/** The default checkpoints file of a data directory. */
+export function defaultCheckpointsFile(dataDir: string): string {
+  return join(dataDir, 'audit-checkpoints.jsonl');
+}
+
+function auditCheckpointSettings(dataDir: string, env: NodeJS.ProcessEnv): AuditCheckpointConfig {
+  const fileSetting = env.KEYSMITH_AUDIT_CHECKPOINTS;
+  const file = fileSetting === 'off' ? undefined : resolve(fileSetting || defaultCheckpointsFile(dataDir));
+  let command: string[] | undefined;
+  const commandText = env.KEYSMITH_AUDIT_CHECKPOINT_COMMAND;
+  if (commandText !== undefined && commandText !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(commandText);
+    } catch {
+      parsed = undefined;
+    }
+    if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((a) => typeof a === 'string') || !(parsed[0] as string).startsWith('/')) {
+      throw new ConfigError('KEYSMITH_AUDIT_CHECKPOINT_COMMAND must be a JSON array of strings starting with an absolute program path, e.g. ["/usr/local/bin/ship-checkpoint","--to","vault-host"]');
+    }
+    command = parsed as string[];
+  }
+  const url = env.KEYSMITH_AUDIT_CHECKPOINT_URL || undefined;
+  if (url !== undefined && !/^https?:\/\/[^\s]+$/.test(url)) throw new ConfigError('KEYSMITH_AUDIT_CHECKPOINT_URL must be an http:// or https:// URL');
+  const intervalMs = durationSetting(env.KEYSMITH_AUDIT_CHECKPOINT_INTERVAL, 'audit-checkpoint-interval', 60_000);
+  if (intervalMs < 1_000) throw new ConfigError('KEYSMITH_AUDIT_CHECKPOINT_INTERVAL must be at least 1s');
+  return { file, command, url, intervalMs };
 }
 
 /** Accepts `host:port`, `:port`, `port` or an http:// URL. */

@@ -1,6 +1,7 @@
 /** The composition root: configuration in, concrete services out. The only file that knows them all. */
 import { createKeyHasher, deriveSecret, keyCheckFingerprint, masterKeyCheck, secureRandom, type KekProvider } from '../crypto/index.js';
 import { openKekProvider } from './kek-config.js';
+import { createAuditLog, deriveAuditKeys, type AuditLog } from '../audit/index.js';
 import { IncidentService, KeyService } from '../keys/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationPolicyService, type ConnectorRegistry } from '../rotation/index.js';
@@ -13,6 +14,7 @@ import { loadMasterKey, sqlitePath } from './data-dir.js';
 
 export interface Services {
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly keys: KeyService;
   readonly incidents: IncidentService;
   readonly secrets: SecretService;
@@ -64,18 +66,21 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     await store.close();
     throw error;
   }
+  const audit = createAuditLog(deriveAuditKeys(masterKey));
   const keys = new KeyService({
     db: store.db,
+    audit,
     dialect: store.dialect,
     clock,
     random,
     hasher: createKeyHasher(masterKey),
     config: config.keyPolicy,
   });
-  const incidents = new IncidentService({ db: store.db, dialect: store.dialect, clock, random, keys });
-  const kek = new KekService({ db: store.db, dialect: store.dialect, clock, kek: kekProvider });
+  const incidents = new IncidentService({ db: store.db, audit, dialect: store.dialect, clock, random, keys });
+  const kek = new KekService({ db: store.db, audit, dialect: store.dialect, clock, kek: kekProvider });
   const secrets = new SecretService({
     db: store.db,
+    audit,
     dialect: store.dialect,
     clock,
     random,
@@ -86,6 +91,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
   });
   const rotationModule = createRotationModule({
     db: store.db,
+    audit,
     dialect: store.dialect,
     clock,
     random,
@@ -95,7 +101,11 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     engine: config.rotation,
   });
   try {
-    if (options.migrate !== false) await kek.initialise();
+    if (options.migrate !== false) {
+      await kek.initialise();
+      // The switch to the keyed chain is on record from the first start of this version.
+      await audit.keyChain(store.db, new Date(clock.now()).toISOString());
+    }
   } catch (error) {
     await kekProvider.close().catch(() => undefined);
     await store.close();
@@ -103,6 +113,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
   }
   return {
     store,
+    audit,
     keys,
     incidents,
     secrets,

@@ -4,6 +4,7 @@
  * the run engine. The composition root and the test context both call this, so they agree.
  */
 import { createHmac } from 'node:crypto';
+import type { AuditLog } from '../audit/index.js';
 import type { Kysely } from 'kysely';
 import type { KeyService } from '../keys/index.js';
 import type { SecretService } from '../secrets/index.js';
@@ -18,6 +19,8 @@ import { RotationEngine, type RotationEngineConfig } from './runs/engine.js';
 
 export interface RotationModuleDeps {
   readonly db: Kysely<Database>;
+  /** The audit log every change is written to, in the change's transaction. */
+  readonly audit: AuditLog;
   readonly dialect: Dialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
@@ -40,7 +43,7 @@ export function createRotationModule(deps: RotationModuleDeps): RotationModule {
   const randomFor = (runId: string) => derivedRandom(deps.runSecret, runId);
   const connectors = createConnectorRegistry({ random: deps.random }, [new KeysmithKeyConnector({ keys: deps.keys, randomFor }), ...(deps.connectors ?? [])]);
   // A policy's overlap may not outlast what the key class allows a key to live.
-  const policies = new RotationPolicyService({ db: deps.db, clock: deps.clock, limits: { maxOverlapMs: deps.keys.config.maxTtlMs }, connectors });
+  const policies = new RotationPolicyService({ db: deps.db, audit: deps.audit, clock: deps.clock, limits: { maxOverlapMs: deps.keys.config.maxTtlMs }, connectors });
   const engine = new RotationEngine({ ...deps, policies, connectors, randomFor, ...(deps.engine ? { config: deps.engine } : {}) });
   return { policies, connectors, engine };
 }

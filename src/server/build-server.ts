@@ -12,6 +12,8 @@ import type { RotationPolicyService, RotationEngine } from '../rotation/index.js
 import type { Store } from '../store/index.js';
 import { requestIdGenerator, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
+import type { AuditLog } from '../audit/index.js';
+import type { AuditCheckpointsDeps } from './route-deps.js';
 import { VerifyKeyBody, type VerifyKeyBodyWire } from '../contract/index.js';
 import { createAuthGuard } from './plugins/auth.js';
 import { createMetrics, httpRequestCounter, registerMetrics, type ServerMetrics } from './plugins/metrics.js';
@@ -33,6 +35,7 @@ import { createTokenRoute } from './routes/tokens/create.js';
 import { manageTokenRoutes } from './routes/tokens/manage.js';
 import { listAuditRoute } from './routes/audit/list.js';
 import { verifyAuditRoute } from './routes/audit/verify.js';
+import { auditCheckpointRoutes } from './routes/audit/checkpoints.js';
 import { healthRoutes } from './routes/system/health.js';
 import { secretRoutes } from './routes/secrets/secrets.js';
 import { rewriteSecretActionUrl } from './routes/secrets/action-url.js';
@@ -69,6 +72,9 @@ export interface ServerDeps {
   readonly rotationPolicies: RotationPolicyService;
   readonly rotation: RotationEngine;
   readonly store: Store;
+  readonly audit: AuditLog;
+  /** The checkpoints file verify reads by default, and the checkpointer that writes to the sinks (none in tests unless given). */
+  readonly auditCheckpoints?: AuditCheckpointsDeps;
   readonly clock: Clock;
   readonly random: RandomBytes;
   readonly metrics?: ServerMetrics;
@@ -153,9 +159,11 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     rotationPolicies: deps.rotationPolicies,
     rotation: deps.rotation,
     store: deps.store,
+    audit: deps.audit,
+    auditCheckpoints: deps.auditCheckpoints ?? {},
     clock: deps.clock,
     metrics,
-    guard: createAuthGuard({ keys: deps.keys, store: deps.store, clock: deps.clock }),
+    guard: createAuthGuard({ keys: deps.keys, store: deps.store, audit: deps.audit, clock: deps.clock }),
     answerVerify: createVerifyAnswerer({ keys: deps.keys, metrics }),
     isReady: deps.isReady ?? (() => true),
     events,
@@ -176,6 +184,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     manageTokenRoutes,
     listAuditRoute,
     verifyAuditRoute,
+    auditCheckpointRoutes,
     secretRoutes,
     kekRoutes,
     rotationPolicyRoutes,

@@ -60,6 +60,7 @@ export const ERROR_REGISTRY = {
   ERR_KEK_VERSION_NOT_FOUND: { status: 404, category: 'not_found', title: 'No such key-encryption key version' },
   ERR_KEK_VERSION_IN_USE: { status: 409, category: 'conflict', title: 'Data keys are still wrapped under this key-encryption key version' },
   ERR_KEK_VERSION_CURRENT: { status: 409, category: 'conflict', title: 'The current key-encryption key version cannot be retired' },
+  ERR_AUDIT_CHECKPOINT_REFUSED: { status: 409, category: 'conflict', title: 'The audit head cannot be checkpointed: the log is empty or its head does not match its events' },
   ERR_ROTATION_POLICY_NOT_FOUND: { status: 404, category: 'not_found', title: 'No such rotation policy' },
   ERR_ROTATION_POLICY_INVALID: { status: 422, category: 'policy_violation', title: 'The rotation policy is unsafe or inconsistent' },
   ERR_ROTATION_POLICY_NAME_MISMATCH: { status: 400, category: 'invalid_request', title: 'The policy name differs from the name in the URL' },

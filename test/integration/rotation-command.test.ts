@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
-import { listAudit, verifyChain } from '../../src/audit/index.js';
+import { listAudit } from '../../src/audit/index.js';
 import { createTestContext, type TestContext } from '../support/context.js';
 import { describeEachDialect } from '../support/databases.js';
 import { drive, policyAuthor } from '../support/rotation.js';
@@ -131,6 +131,6 @@ describeEachDialect('rotation runs with the command connector', (dialect) => {
       expect(text).not.toContain(ADMIN_TOKEN);
     }
     expect(audit).toContain('rotation.revocation.done');
-    expect((await verifyChain(ctx.store.db)).ok).toBe(true);
+    expect((await ctx.audit.verify(ctx.store.db)).ok).toBe(true);
   });
 });

@@ -12,12 +12,19 @@ import { buildServer, createMetrics, type EventStreamOptions } from '../../src/s
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
+import { AuditCheckpointer, createAuditLog, createFileSink, deriveAuditKeys, type AuditLog } from '../../src/audit/index.js';
 
 export const TEST_MASTER_KEY = randomBytes(32);
+
+/** The audit log under TEST_MASTER_KEY's chain key, for tests that build a service of their own. */
+export function testAuditLog(masterKey: Uint8Array = TEST_MASTER_KEY): AuditLog {
+  return createAuditLog(deriveAuditKeys(masterKey));
+}
 
 export interface TestContext {
   readonly dialect: Dialect;
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly clock: ManualClock;
   readonly keys: KeyService;
   readonly incidents: IncidentService;
@@ -26,6 +33,8 @@ export interface TestContext {
   readonly rotationPolicies: RotationPolicyService;
   /** The run engine; not started (tests call `tick()`), unless `startEngine`. */
   readonly rotation: RotationEngine;
+  /** Writes checkpoints to `checkpointsFile`, when one was given. */
+  readonly checkpointer: AuditCheckpointer | undefined;
   readonly app: FastifyInstance;
   /** A management token with scope `*`. */
   readonly rootToken: string;
@@ -56,6 +65,8 @@ export interface TestContextOptions {
   readonly connectors?: readonly Connector[];
   /** Event stream timings (`GET /v1/events`); the server's defaults unless given. */
   readonly events?: EventStreamOptions;
+  /** A checkpoints file: the app verifies against it and writes on-demand checkpoints to it (none by default). */
+  readonly checkpointsFile?: string;
 }
 
 /** Engine timings for tests: retries and checks in milliseconds, not minutes. */
@@ -72,19 +83,23 @@ export const TEST_ENGINE_CONFIG: Partial<RotationEngineConfig> = {
 export async function createTestContext(dialect: Dialect, options: TestContextOptions = {}): Promise<TestContext> {
   const testStore = await createTestStore(dialect);
   const clock = new ManualClock(options.start ?? '2026-11-01T00:00:00.000Z');
+  const audit = testAuditLog();
   const keys = new KeyService({
     db: testStore.store.db,
+    audit,
     dialect,
     clock,
     random: secureRandom,
     hasher: createKeyHasher(TEST_MASTER_KEY),
     config: { ...DEFAULT_KEY_POLICY, ...options.policy },
   });
-  const incidents = new IncidentService({ db: testStore.store.db, dialect, clock, random: secureRandom, keys });
-  const kek = new KekService({ db: testStore.store.db, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
+  const incidents = new IncidentService({ db: testStore.store.db, audit, dialect, clock, random: secureRandom, keys });
+  const kek = new KekService({ db: testStore.store.db, audit, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
   await kek.initialise();
+  await audit.keyChain(testStore.store.db, new Date(clock.now()).toISOString());
   const secrets = new SecretService({
     db: testStore.store.db,
+    audit,
     dialect,
     clock,
     random: secureRandom,
@@ -94,6 +109,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   });
   const rotationModule = createRotationModule({
     db: testStore.store.db,
+    audit,
     dialect,
     clock,
     random: secureRandom,
@@ -105,6 +121,9 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   });
   const rotationPolicies = rotationModule.policies;
   const rotation = rotationModule.engine;
+  const checkpointer = options.checkpointsFile
+    ? new AuditCheckpointer({ db: testStore.store.db, audit, clock, sinks: [createFileSink(options.checkpointsFile)] })
+    : undefined;
   const app = await buildServer({
     keys,
     incidents,
@@ -113,6 +132,8 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     rotationPolicies,
     rotation,
     store: testStore.store,
+    audit,
+    auditCheckpoints: { file: options.checkpointsFile, checkpointer },
     clock,
     random: secureRandom,
     metrics: createMetrics({ defaultMetrics: false }),
@@ -122,6 +143,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   const context: TestContext = {
     dialect,
     store: testStore.store,
+    audit,
     clock,
     keys,
     incidents,
@@ -129,6 +151,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     kek,
     rotationPolicies,
     rotation,
+    checkpointer,
     app,
     rootToken: root.key,
     rootTokenId: root.record.id,

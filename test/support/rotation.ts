@@ -154,6 +154,7 @@ export async function vendorRotationSetup(ctx: TestContext, vendor: FakeVendor, 
 export function secondEngine(ctx: TestContext): RotationEngine {
   return createRotationModule({
     db: ctx.store.db,
+    audit: ctx.audit,
     dialect: ctx.dialect,
     clock: ctx.clock,
     random: secureRandom,

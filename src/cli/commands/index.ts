@@ -11,6 +11,7 @@ import { incidentCommands } from './incidents.js';
 import { runCommand } from './run.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
+import { auditCheckpointCommand, auditKeyCommand } from './audit-checkpoint.js';
 import { eventsCommand } from './events.js';
 
 export const COMMANDS: readonly Command[] = [
@@ -28,5 +29,7 @@ export const COMMANDS: readonly Command[] = [
   ...incidentCommands,
   auditListCommand,
   auditVerifyCommand,
+  auditKeyCommand,
+  auditCheckpointCommand,
   eventsCommand,
 ];

@@ -4,7 +4,7 @@
  * denied call writes an audit event; none carries the presented token.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
-import { recordAuditEvent, type ActorContext } from '../../audit/index.js';
+import type { ActorContext, AuditLog } from '../../audit/index.js';
 import type { KeyService, Principal, AuthFailure, AuthResult } from '../../keys/index.js';
 import { hasScope } from '../../policy/index.js';
 import { parseKey } from '../../keys/index.js';
@@ -21,6 +21,7 @@ declare module 'fastify' {
 export interface AuthDeps {
   readonly keys: KeyService;
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly clock: Clock;
 }
 
@@ -140,7 +141,7 @@ function decideAccess(token: string, result: AuthResult, requirement: RequiredSc
 export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement) => onRequestHookHandler {
   const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, denial: AccessDenial) => {
     if (denial.principal) request.principal = denial.principal;
-    recordAuditEvent(
+    deps.audit.record(
       deps.store.db,
       actorContext(request),
       { action: denial.action, target: denial.target, data: { ...denial.data, method: request.method, route: request.routeOptions.url ?? null } },
