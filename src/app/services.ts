@@ -2,6 +2,7 @@
 import { createKeyHasher, deriveSecret, secureRandom, type KekProvider } from '../crypto/index.js';
 import { openKekProvider } from './kek-config.js';
 import { IncidentService, KeyService } from '../keys/index.js';
+import { createEgress, createProgramRegistry, type Resolver } from '../outbound/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationPolicyService, type ConnectorRegistry } from '../rotation/index.js';
 import { createStore, type Store } from '../store/index.js';
@@ -32,6 +33,8 @@ export interface OpenServicesOptions {
   /** The key-encryption key provider; by default the one `config.kek` names. */
   readonly kekProvider?: KekProvider;
   readonly secretPolicy?: Partial<SecretPolicyConfig>;
+  /** DNS for egress checks (tests); the system resolver by default. */
+  readonly resolver?: Resolver;
 }
 
 export function openStore(config: Pick<AppConfig, 'dataDir' | 'databaseUrl'>): Store {
@@ -82,6 +85,11 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     secrets,
     runSecret: deriveSecret(masterKey, 'rotation-run:v1'),
     engine: config.rotation,
+    // The operator's configuration file decides what runs may reach: nothing unless listed.
+    outbound: {
+      egress: createEgress({ allow: config.egress.allow, ...(options.resolver ? { resolver: options.resolver } : {}) }),
+      programs: createProgramRegistry(config.programs),
+    },
   });
   try {
     if (options.migrate !== false) await kek.initialise();

@@ -12,6 +12,7 @@ import { buildServer, createMetrics, type EventStreamOptions } from '../../src/s
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
+import { createEgress, createProgramRegistry, type ProgramConfig, type Resolver } from '../../src/outbound/index.js';
 
 export const TEST_MASTER_KEY = randomBytes(32);
 
@@ -56,6 +57,10 @@ export interface TestContextOptions {
   readonly connectors?: readonly Connector[];
   /** Event stream timings (`GET /v1/events`); the server's defaults unless given. */
   readonly events?: EventStreamOptions;
+  /** Registered programs (the configuration file's `programs`); none by default. */
+  readonly programs?: readonly ProgramConfig[];
+  /** The egress allowlist (the file's `egress.allow`) and a DNS stand-in; nothing allowed by default. */
+  readonly egress?: { readonly allow: readonly string[]; readonly resolver?: Resolver };
 }
 
 /** Engine timings for tests: retries and checks in milliseconds, not minutes. */
@@ -68,6 +73,14 @@ export const TEST_ENGINE_CONFIG: Partial<RotationEngineConfig> = {
   checks: { intervalMs: 5, timeoutMs: 2000 },
   scheduler: false,
 };
+
+/** The egress allowlist and program registry a test context's rotation module gets. */
+export function testOutbound(options: Pick<TestContextOptions, 'programs' | 'egress'>) {
+  return {
+    egress: createEgress({ allow: options.egress?.allow ?? [], ...(options.egress?.resolver ? { resolver: options.egress.resolver } : {}) }),
+    programs: createProgramRegistry(options.programs ?? []),
+  };
+}
 
 export async function createTestContext(dialect: Dialect, options: TestContextOptions = {}): Promise<TestContext> {
   const testStore = await createTestStore(dialect);
@@ -102,6 +115,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
     engine: { ...TEST_ENGINE_CONFIG, ...options.engine },
     ...(options.connectors ? { connectors: options.connectors } : {}),
+    outbound: testOutbound(options),
   });
   const rotationPolicies = rotationModule.policies;
   const rotation = rotationModule.engine;

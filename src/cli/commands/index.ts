@@ -12,11 +12,13 @@ import { runCommand } from './run.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
 import { eventsCommand } from './events.js';
+import { configCheckCommand } from './config.js';
 
 export const COMMANDS: readonly Command[] = [
   initCommand,
   serveCommand,
   migrateCommand,
+  configCheckCommand,
   ...keysCommands,
   ...tokenCommands,
   ...secretsCommands,
