@@ -123,12 +123,13 @@ function validateTemplate(step: ConnectorStep, template: unknown, problems: stri
     } catch {
       problems.push(`${step}.url is not a URL`);
     }
+    const before = problems.length;
     if (url && url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
       problems.push(`${step}.url must be https (plain http only to a loopback address)`);
     }
     if (url && /^[a-z]+:\/\/[^/?#]*\{\{/i.test(template.url)) {
       problems.push(`${step}.url may not put a placeholder in the host`);
-    } else if (url && egress) {
+    } else if (url && egress && problems.length === before) {
       const refused = egress.checkUrl(url.href);
       if (refused !== undefined) problems.push(`${step}.url: ${refused}`);
     }
