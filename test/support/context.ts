@@ -12,7 +12,7 @@ import { buildServer, createMetrics, type EventStreamOptions } from '../../src/s
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
-import { createEgress, createProgramRegistry, type ProgramConfig, type Resolver } from '../../src/outbound/index.js';
+import { createEgress, createProgramRegistry, type Outbound, type ProgramConfig, type Resolver } from '../../src/outbound/index.js';
 
 export const TEST_MASTER_KEY = randomBytes(32);
 
@@ -27,6 +27,8 @@ export interface TestContext {
   readonly rotationPolicies: RotationPolicyService;
   /** The run engine; not started (tests call `tick()`), unless `startEngine`. */
   readonly rotation: RotationEngine;
+  /** The egress allowlist and program registry the rotation module was given (from the options). */
+  readonly outbound: Outbound;
   readonly app: FastifyInstance;
   /** A management token with scope `*`. */
   readonly rootToken: string;
@@ -75,7 +77,7 @@ export const TEST_ENGINE_CONFIG: Partial<RotationEngineConfig> = {
 };
 
 /** The egress allowlist and program registry a test context's rotation module gets. */
-export function testOutbound(options: Pick<TestContextOptions, 'programs' | 'egress'>) {
+export function testOutbound(options: Pick<TestContextOptions, 'programs' | 'egress'>): Outbound {
   return {
     egress: createEgress({ allow: options.egress?.allow ?? [], ...(options.egress?.resolver ? { resolver: options.egress.resolver } : {}) }),
     programs: createProgramRegistry(options.programs ?? []),
@@ -105,6 +107,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     digestKey: deriveSecret(TEST_MASTER_KEY, 'secret-digest:v1'),
     config: options.secretPolicy ?? {},
   });
+  const outbound = testOutbound(options);
   const rotationModule = createRotationModule({
     db: testStore.store.db,
     dialect,
@@ -115,7 +118,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
     engine: { ...TEST_ENGINE_CONFIG, ...options.engine },
     ...(options.connectors ? { connectors: options.connectors } : {}),
-    outbound: testOutbound(options),
+    outbound,
   });
   const rotationPolicies = rotationModule.policies;
   const rotation = rotationModule.engine;
@@ -143,6 +146,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     kek,
     rotationPolicies,
     rotation,
+    outbound,
     app,
     rootToken: root.key,
     rootTokenId: root.record.id,
