@@ -48,13 +48,15 @@ function parseV6(text: string): bigint {
 const MAPPED_PREFIX = 0xffffn << 32n;
 
 /**
- * Parses an IP address (IPv6 with or without brackets, without a zone); an IPv4-mapped IPv6
+ * Parses an IP address (IPv6 with or without brackets; a zone is dropped); an IPv4-mapped IPv6
  * address becomes the IPv4 address it maps, so `::ffff:127.0.0.1` is loopback like `127.0.0.1`.
  */
 export function parseIp(text: string): IpAddress | undefined {
-  const bare = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
-  if (isIPv4(bare)) return { family: 4, value: parseV4(bare) };
-  if (!isIPv6(bare)) return undefined;
+  const bracketless = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+  if (isIPv4(bracketless)) return { family: 4, value: parseV4(bracketless) };
+  if (!isIPv6(bracketless)) return undefined;
+  // A zone (fe80::1%eth0) picks an interface, not another address: classify the address.
+  const bare = bracketless.split('%')[0]!;
   const value = parseV6(bare.toLowerCase());
   if (value >> 32n === 0xffffn) return { family: 4, value: value & 0xffffffffn };
   return { family: 6, value };
