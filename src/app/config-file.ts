@@ -175,7 +175,9 @@ function readPrograms(node: Node | null, loc: Locator, problems: string[], io: P
     const scalar = (key: string): { value: unknown; node: Node | null } => {
       const pair = field(key);
       const valueNode = (pair?.value as Node | null | undefined) ?? null;
-      return { value: isScalar(valueNode) ? valueNode.value : valueNode === null ? undefined : valueNode, node: valueNode ?? (pair?.key as Node | undefined) ?? body };
+      // A hash of digits only (or 1e5…) reads as a number: keep the text as written.
+      const text = isScalar(valueNode) && typeof valueNode.value === 'number' && typeof valueNode.source === 'string' ? valueNode.source : undefined;
+      return { value: isScalar(valueNode) ? (text ?? valueNode.value) : valueNode === null ? undefined : valueNode, node: valueNode ?? (pair?.key as Node | undefined) ?? body };
     };
     const path = scalar('path');
     const sha = scalar('sha256');

@@ -71,6 +71,8 @@ export function settingText(spec: SettingSpec, value: unknown): { text: string }
       if (typeof value !== 'string' || !spec.values!.includes(value)) return { problem: `${spec.key} must be one of ${spec.values!.join(', ')}` };
       return { text: value };
     case 'addr':
+      // `listen: 7370` reads as a number: a bare port.
+      if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 65535) return { text: String(value) };
       if (typeof value !== 'string' || !/^(?:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)?:)?[0-9]{1,5}$/.test(value)) return { problem: `${spec.key} must be host:port, such as 127.0.0.1:7370` };
       return { text: value };
     case 'path':
