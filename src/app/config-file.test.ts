@@ -164,6 +164,12 @@ describe('configuration precedence', () => {
     expect(config.sources).toMatchObject({ KEYSMITH_LISTEN: 'file', KEYSMITH_MAX_TTL: 'env', KEYSMITH_LOG_LEVEL: 'flag', KEYSMITH_DATA: 'flag' });
   });
 
+  it('keeps no KEYSMITH_* value that is not a setting of the file, the master key above all', () => {
+    const config = resolveConfig({ config: '/etc/keysmith.yaml' }, { KEYSMITH_MASTER_KEY: 'bWFzdGVyLWtleS1tdXN0LW5vdC1hcHBlYXI=', KEYSMITH_TOKEN: 'ksm_live_x' }, files);
+    expect(JSON.stringify(config)).not.toContain('bWFzdGVyLWtleS1tdXN0LW5vdC1hcHBlYXI=');
+    expect(JSON.stringify(config)).not.toContain('ksm_live_x');
+  });
+
   it('finds keysmith.yaml in the data directory, or the one KEYSMITH_CONFIG names', () => {
     expect(resolveConfig({ data: '/srv/data' }, {}, files).keyPolicy.maxTtlMs).toBe(10 * 86_400_000);
     expect(resolveConfig({ data: '/srv/none' }, {}, files).configFile).toBeUndefined();

@@ -10,6 +10,7 @@ import { DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../keys/index.js';
 import { isPostgresUrl } from '../store/index.js';
 import { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
 import { resolveKekConfig, type KekConfig } from './kek-config.js';
+import { SETTINGS } from './config-settings.js';
 import { CONFIG_FILE_NAME, ConfigFileError, loadConfigFile, realConfigFileIO, type ConfigFile, type ConfigFileIO } from './config-file.js';
 import type { RotationEngineConfig } from '../rotation/index.js';
 
@@ -94,10 +95,11 @@ export function resolveConfig(input: ConfigInput, processEnv: NodeJS.ProcessEnv 
   for (const [name, value] of Object.entries(processEnv)) {
     if (value === undefined || value === '') continue;
     env[name] = value;
-    if (name.startsWith('KEYSMITH_')) sources[name] = 'env';
+    if (name.startsWith('KEYSMITH_') && SETTINGS.some((spec) => spec.env === name)) sources[name] = 'env';
   }
+  // Only the file's settings: never KEYSMITH_MASTER_KEY or anything else the environment holds.
   const settings: Record<string, string> = {};
-  for (const [name, value] of Object.entries(env)) if (name.startsWith('KEYSMITH_') && value !== undefined) settings[name] = value;
+  for (const { env: name } of SETTINGS) if (env[name] !== undefined) settings[name] = env[name]!;
   for (const [flag, name] of FLAG_SETTINGS) {
     const value = input[flag];
     if (value !== undefined) {

@@ -45,6 +45,17 @@ function pinnedLookup(addresses: readonly ResolvedAddress[]): LookupFunction {
   }) as unknown as LookupFunction;
 }
 
+/** A slow DNS answer must not outlive the request's deadline. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 /**
  * Sends one request through the allowlist. Throws EgressRefusedError before any connection
  * when the host, port or an address is not allowed; OutboundNetworkError when the connection
@@ -54,8 +65,7 @@ export async function egressRequest(egress: Egress, urlText: string, init: Outbo
   const url = new URL(urlText);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new EgressRefusedError(url.hostname, 'only http and https URLs can be called');
   const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
-  const addresses = await egress.resolveChecked(url.hostname, port);
-  init.signal?.throwIfAborted();
+  const addresses = await untilAborted(egress.resolveChecked(url.hostname, port), init.signal);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const options: RequestOptions = {
     method: init.method ?? 'GET',
