@@ -95,6 +95,22 @@ describe('keysmith config check', { timeout: 60_000 }, () => {
   });
 });
 
+describe('keysmith init and migrate with a configuration file', { timeout: 60_000 }, () => {
+  it('init takes the data directory from --config; migrate refuses a bad file with exit 2', async () => {
+    const dataDir = join(makeTempDir('init-config'), 'data');
+    const file = configFile('init.yaml', `data: ${dataDir}\n`);
+    const init = await runCli(['init', '--config', file, '--json']);
+    expect(init.code, init.stderr).toBe(0);
+    expect(init.json()).toMatchObject({ dataDir, created: true });
+    const migrated = await runCli(['migrate', '--json'], { env: { KEYSMITH_CONFIG: file } });
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const bad = configFile('migrate-bad.yaml', `data: ${dataDir}\nkeys: { maxTtl: 30 }\n`);
+    const refused = await runCli(['migrate', '--config', bad]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`${bad}:2:17: keys.maxTtl must be a duration`);
+  });
+});
+
 describe('keysmith serve with a configuration file', { timeout: 90_000 }, () => {
   const policy = (name: string, url: string) => ({
     policy: { name, target: { secret: `apps/${name}` }, schedule: { every: '30d' }, overlap: '1h', connector: { type: 'http', settings: {

@@ -93,6 +93,7 @@ export const serveCommand: Command = {
       ]));
       say(`${ROOT_TOKEN_WARNING} ${server.init.rootTokenFile}`);
     }
+    if (config.configFile !== undefined) say(`Configuration from ${config.configFile}`);
     say(`Keysmith listening on ${server.url} (${server.services.store.description})`);
     if (ctx.json) {
       ctx.stdout.write(`${JSON.stringify({ event: 'listening', url: server.url, database: server.services.store.description, ...(server.init?.rootToken ? { rootToken: server.init.rootToken } : {}) })}\n`);
