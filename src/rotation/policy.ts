@@ -111,7 +111,7 @@ export function createPolicyValidator(limits: PolicyLimits, connectors?: Connect
 /** A settings problem names its field first (`program …`, `create.url: …`): point the path at it. */
 function settingsPath(message: string): PolicyPath {
   const field = /^([A-Za-z]+)(?:\.([A-Za-z0-9_]+))?[ :]/.exec(message);
-  const known = new Set(['program', 'args', 'command', 'env', 'secrets', 'timeout', 'create', 'set', 'test', 'revoke', 'adminSecret', 'host', 'database']);
+  const known = new Set(['program', 'args', 'command', 'env', 'secrets', 'timeout', 'create', 'set', 'test', 'revoke', 'adminSecret']);
   if (!field || !known.has(field[1]!)) return ['connector', 'settings'];
   const sub = field[2] === undefined ? [] : /^\d+$/.test(field[2]) ? [Number(field[2])] : [field[2]];
   return ['connector', 'settings', field[1]!, ...sub];

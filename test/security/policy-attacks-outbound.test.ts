@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RotationRunDetailWire } from '../../src/contract/index.js';
 import type { Resolver } from '../../src/outbound/index.js';
 import { describeEachDialect } from '../support/databases.js';
-import type { TestContext } from '../support/context.js';
+import { createTestContext, type TestContext } from '../support/context.js';
 import { drive } from '../support/rotation.js';
 import { writeProgram } from '../support/programs.js';
 import { expectProblem, problemFields, unique, useContext } from '../http/helpers.js';
@@ -165,7 +165,7 @@ describeEachDialect('policy attacks: programs and egress', (dialect) => {
 
     it('never starts a registered program whose file was swapped: the run fails, not retried, and nothing of the file leaks', async () => {
       const program = writeProgram(dir, `swap-${dialect}.cjs`, `process.stdout.write('{}')`);
-      const swapCtx = await import('../support/context.js').then(({ createTestContext }) => createTestContext(dialect, { programs: [program] }));
+      const swapCtx = await createTestContext(dialect, { programs: [program] });
       try {
         const ctx = () => swapCtx;
         writeFileSync(program.path, SWAPPED);

@@ -8,7 +8,7 @@
  * the deploy hook fails with ERR_CONNECTOR_EGRESS_REFUSED or ERR_CONNECTOR_PROGRAM_REFUSED.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { EgressRefusedError, ProgramRefusedError, egressRequest, type Egress, type Outbound } from '../../outbound/index.js';
+import { EgressRefusedError, ProgramRefusedError, egressRequest, type Egress, type Outbound, type PreparedProgram } from '../../outbound/index.js';
 import { tryParseDuration } from '../../shared/duration.js';
 import { ConnectorError, scrub, tail, type StepEvidence } from '../connectors/connector.js';
 import { runProgram } from '../connectors/command-connector.js';
@@ -131,7 +131,7 @@ export async function runDeployHook(
     }
   }
   if (hook.program === undefined) return { ok: false, evidence: { hook: 'none' } };
-  let prepared;
+  let prepared: PreparedProgram;
   try {
     prepared = await outbound.programs.prepare(hook.program, hook.args ?? []);
   } catch (error) {
