@@ -71,6 +71,10 @@ describe('configuration file', () => {
     expect(file.egress.allow).toEqual(['api.stripe.com:443', '*.sendgrid.net:443', '10.0.0.0/8:5432', '[fd00::1]:443']);
   });
 
+  it('keeps a PIN or token label written as digits as it is written', () => {
+    expect(parseConfigText('/etc/keysmith.yaml', 'kek:\n  pkcs11: { pin: 0042, token: 2024 }\n', tools).env).toEqual({ KEYSMITH_PKCS11_PIN: '0042', KEYSMITH_PKCS11_TOKEN: '2024' });
+  });
+
   it('takes programs as a map of name to registration too', () => {
     const file = parseConfigText('/etc/keysmith.yaml', `programs:\n  rotate-stripe:\n    path: /opt/keysmith/rotate\n    sha256: ${SCRIPT_SHA}\n`, tools);
     expect(file.programs).toEqual([{ name: 'rotate-stripe', path: '/opt/keysmith/rotate', sha256: SCRIPT_SHA, args: [] }]);
