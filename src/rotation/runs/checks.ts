@@ -130,7 +130,10 @@ export async function runDeployHook(
       return { ok: false, evidence: { hook: 'url', status: null, error: 'no answer' } };
     }
   }
-  if (hook.program === undefined) return { ok: false, evidence: { hook: 'none' } };
+  // A hook stored before programs were registered (`command: [argv…]`) is never run.
+  if (hook.program === undefined) {
+    throw new ConnectorError('ERR_CONNECTOR_PROGRAM_REFUSED', 'the deploy hook names no registered program (a command line is not accepted): put the policy again with deployHook.program', { connector: 'deploy-hook', retryable: false });
+  }
   let prepared: PreparedProgram;
   try {
     prepared = await outbound.programs.prepare(hook.program, hook.args ?? []);
