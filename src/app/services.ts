@@ -3,6 +3,7 @@ import { createKeyHasher, deriveSecret, keyCheckFingerprint, masterKeyCheck, sec
 import { openKekProvider } from './kek-config.js';
 import { createAuditLog, deriveAuditKeys, type AuditLog } from '../audit/index.js';
 import { IncidentService, KeyService } from '../keys/index.js';
+import { createEgress, createProgramRegistry, type Resolver } from '../outbound/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationPolicyService, type ConnectorRegistry } from '../rotation/index.js';
 import { createStore, readRecordedKeyCheck, type Store } from '../store/index.js';
@@ -35,6 +36,8 @@ export interface OpenServicesOptions {
   /** The key-encryption key provider; by default the one `config.kek` names. */
   readonly kekProvider?: KekProvider;
   readonly secretPolicy?: Partial<SecretPolicyConfig>;
+  /** DNS for egress checks (tests); the system resolver by default. */
+  readonly resolver?: Resolver;
 }
 
 export function openStore(config: Pick<AppConfig, 'dataDir' | 'databaseUrl'>): Store {
@@ -99,6 +102,11 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     secrets,
     runSecret: deriveSecret(masterKey, 'rotation-run:v1'),
     engine: config.rotation,
+    // The operator's configuration file decides what runs may reach: nothing unless listed.
+    outbound: {
+      egress: createEgress({ allow: config.egress.allow, ...(options.resolver ? { resolver: options.resolver } : {}) }),
+      programs: createProgramRegistry(config.programs),
+    },
   });
   try {
     if (options.migrate !== false) {

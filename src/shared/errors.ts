@@ -75,6 +75,8 @@ export const ERROR_REGISTRY = {
   ERR_CONNECTOR_FAILED: { status: 502, category: 'internal', title: 'The connector step failed' },
   ERR_CONNECTOR_BAD_RESPONSE: { status: 502, category: 'internal', title: 'The connector target gave an answer that cannot be used' },
   ERR_CONNECTOR_TIMEOUT: { status: 504, category: 'internal', title: 'The connector step timed out' },
+  ERR_CONNECTOR_EGRESS_REFUSED: { status: 502, category: 'internal', title: 'The server configuration does not allow calling that host' },
+  ERR_CONNECTOR_PROGRAM_REFUSED: { status: 502, category: 'internal', title: 'The program is not registered, or its file changed since it was registered' },
   ERR_INCIDENT_SELECTOR_INVALID: { status: 400, category: 'invalid_request', title: 'The incident selector is not valid' },
   ERR_INCIDENT_NOT_FOUND: { status: 404, category: 'not_found', title: 'No such incident' },
   ERR_DECRYPTION_FAILED: { status: 500, category: 'internal', title: 'Decryption failed' },

@@ -31,7 +31,8 @@ describeEachDialect('rotation runs', (dialect) => {
     await health.close();
   });
   beforeEach(async () => {
-    ctx = await createTestContext(dialect);
+    // The fake vendor and the health endpoint listen on 127.0.0.1: the operator lists it.
+    ctx = await createTestContext(dialect, { egress: { allow: ['127.0.0.1:*'] } });
     for (const key of vendor.activeKeys()) key.revoked = true;
     vendor.failNextRevocations(0);
     health.answer(200);

@@ -13,6 +13,7 @@ import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
 import { AuditCheckpointer, createAuditLog, createFileSink, deriveAuditKeys, type AuditLog } from '../../src/audit/index.js';
+import { createEgress, createProgramRegistry, type Outbound, type ProgramConfig, type Resolver } from '../../src/outbound/index.js';
 
 export const TEST_MASTER_KEY = randomBytes(32);
 
@@ -35,6 +36,8 @@ export interface TestContext {
   readonly rotation: RotationEngine;
   /** Writes checkpoints to `checkpointsFile`, when one was given. */
   readonly checkpointer: AuditCheckpointer | undefined;
+  /** The egress allowlist and program registry the rotation module was given (from the options). */
+  readonly outbound: Outbound;
   readonly app: FastifyInstance;
   /** A management token with scope `*`. */
   readonly rootToken: string;
@@ -67,6 +70,10 @@ export interface TestContextOptions {
   readonly events?: EventStreamOptions;
   /** A checkpoints file: the app verifies against it and writes on-demand checkpoints to it (none by default). */
   readonly checkpointsFile?: string;
+  /** Registered programs (the configuration file's `programs`); none by default. */
+  readonly programs?: readonly ProgramConfig[];
+  /** The egress allowlist (the file's `egress.allow`) and a DNS stand-in; nothing allowed by default. */
+  readonly egress?: { readonly allow: readonly string[]; readonly resolver?: Resolver };
 }
 
 /** Engine timings for tests: retries and checks in milliseconds, not minutes. */
@@ -79,6 +86,14 @@ export const TEST_ENGINE_CONFIG: Partial<RotationEngineConfig> = {
   checks: { intervalMs: 5, timeoutMs: 2000 },
   scheduler: false,
 };
+
+/** The egress allowlist and program registry a test context's rotation module gets. */
+export function testOutbound(options: Pick<TestContextOptions, 'programs' | 'egress'>): Outbound {
+  return {
+    egress: createEgress({ allow: options.egress?.allow ?? [], ...(options.egress?.resolver ? { resolver: options.egress.resolver } : {}) }),
+    programs: createProgramRegistry(options.programs ?? []),
+  };
+}
 
 export async function createTestContext(dialect: Dialect, options: TestContextOptions = {}): Promise<TestContext> {
   const testStore = await createTestStore(dialect);
@@ -107,6 +122,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     digestKey: deriveSecret(TEST_MASTER_KEY, 'secret-digest:v1'),
     config: options.secretPolicy ?? {},
   });
+  const outbound = testOutbound(options);
   const rotationModule = createRotationModule({
     db: testStore.store.db,
     audit,
@@ -118,6 +134,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
     engine: { ...TEST_ENGINE_CONFIG, ...options.engine },
     ...(options.connectors ? { connectors: options.connectors } : {}),
+    outbound,
   });
   const rotationPolicies = rotationModule.policies;
   const rotation = rotationModule.engine;
@@ -152,6 +169,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     rotationPolicies,
     rotation,
     checkpointer,
+    outbound,
     app,
     rootToken: root.key,
     rootTokenId: root.record.id,

@@ -162,6 +162,7 @@ export function secondEngine(ctx: TestContext): RotationEngine {
     secrets: ctx.secrets,
     runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
     engine: TEST_ENGINE_CONFIG,
+    outbound: ctx.outbound,
   }).engine;
 }
 

@@ -13,11 +13,13 @@ import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
 import { auditCheckpointCommand, auditKeyCommand } from './audit-checkpoint.js';
 import { eventsCommand } from './events.js';
+import { configCheckCommand } from './config.js';
 
 export const COMMANDS: readonly Command[] = [
   initCommand,
   serveCommand,
   migrateCommand,
+  configCheckCommand,
   ...keysCommands,
   ...tokenCommands,
   ...secretsCommands,

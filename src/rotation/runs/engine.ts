@@ -32,6 +32,7 @@ import { normalisePolicy, type RotationPolicy } from '../policy.js';
 import type { RotationPolicyService } from '../policy-service.js';
 import { targetNeeds, unmetNeeds } from '../policy-grant.js';
 import { authorDenial } from './author-check.js';
+import type { Outbound } from '../../outbound/index.js';
 import type { CheckTiming } from './checks.js';
 import {
   BEFORE_PROMOTE,
@@ -101,6 +102,8 @@ export interface RotationEngineDeps {
   readonly connectors: ConnectorRegistry;
   readonly randomFor: (runId: string) => RandomBytes;
   readonly config?: Partial<RotationEngineConfig>;
+  /** The operator's egress allowlist and program registry (health checks, deploy hooks). */
+  readonly outbound: Outbound;
 }
 
 export interface TriggerInput {
@@ -165,6 +168,7 @@ export class RotationEngine {
       connector: (type) => this.#connector(type),
       now: () => deps.clock.now(),
       checks: this.#config.checks,
+      outbound: deps.outbound,
       trafficCheckMs: this.#config.trafficCheckMs,
       defaultQuietPeriodMs: this.#config.defaultQuietPeriodMs,
       randomFor: deps.randomFor,
