@@ -75,6 +75,35 @@ describe('configuration file', () => {
     expect(parseConfigText('/etc/keysmith.yaml', 'kek:\n  pkcs11: { pin: 0042, token: 2024 }\n', tools).env).toEqual({ KEYSMITH_PKCS11_PIN: '0042', KEYSMITH_PKCS11_TOKEN: '2024' });
   });
 
+  it('reads the audit checkpoint settings, the sink command as a list that no shell splits', () => {
+    const text = [
+      'audit:',
+      '  checkpoints: /var/log/keysmith/checkpoints.jsonl',
+      '  checkpointCommand: [/usr/local/bin/ship-checkpoint, --to, evidence host]',
+      '  checkpointUrl: https://collector.example/checkpoints',
+      '  checkpointInterval: 5m',
+    ].join('\n');
+    const file = parseConfigText('/etc/keysmith.yaml', text, tools);
+    expect(file.env).toEqual({
+      KEYSMITH_AUDIT_CHECKPOINTS: '/var/log/keysmith/checkpoints.jsonl',
+      KEYSMITH_AUDIT_CHECKPOINT_COMMAND: '["/usr/local/bin/ship-checkpoint","--to","evidence host"]',
+      KEYSMITH_AUDIT_CHECKPOINT_URL: 'https://collector.example/checkpoints',
+      KEYSMITH_AUDIT_CHECKPOINT_INTERVAL: '5m',
+    });
+    const config = resolveConfig({ config: '/etc/keysmith.yaml' }, {}, io({ '/etc/keysmith.yaml': { text, mode: 0o600 } }));
+    expect(config.auditCheckpoints).toEqual({
+      file: '/var/log/keysmith/checkpoints.jsonl',
+      command: ['/usr/local/bin/ship-checkpoint', '--to', 'evidence host'],
+      url: 'https://collector.example/checkpoints',
+      intervalMs: 300_000,
+    });
+    expect(problems('audit:\n  checkpointCommand: ship-checkpoint --to evidence\n  checkpointInterval: often\n')).toEqual([
+      '/etc/keysmith.yaml:2:22: audit.checkpointCommand must be a list of strings starting with an absolute program path, such as [/usr/local/bin/ship, --to, evidence]',
+      '/etc/keysmith.yaml:3:23: audit.checkpointInterval must be a duration such as 90s, 15m, 24h or 30d',
+    ]);
+    expect(problems('audit:\n  checkpointCommand: [bin/ship]\n')).toEqual([expect.stringMatching(/^\/etc\/keysmith\.yaml:2:22: audit\.checkpointCommand must be a list/)]);
+  });
+
   it('takes programs as a map of name to registration too', () => {
     const file = parseConfigText('/etc/keysmith.yaml', `programs:\n  rotate-stripe:\n    path: /opt/keysmith/rotate\n    sha256: ${SCRIPT_SHA}\n`, tools);
     expect(file.programs).toEqual([{ name: 'rotate-stripe', path: '/opt/keysmith/rotate', sha256: SCRIPT_SHA, args: [] }]);
@@ -87,7 +116,7 @@ describe('configuration file', () => {
 
   it('names FILE:LINE:COL for every unknown key and wrong type', () => {
     expect(problems(['listen: 7370', 'lissen: x', 'keys:', '  maxTTL: 30d', '  maxTtl: 30', 'trustProxy: "yes"', 'rotation:', '  tickMs: fast', 'egress:', '  deny: []', '  allow: [nope]'].join('\n'))).toEqual([
-      '/etc/keysmith.yaml:2:1: unknown setting "lissen"; known: data, database, listen, logLevel, trustProxy, fastVerify, keys, kek, rotation, events, programs, egress',
+      '/etc/keysmith.yaml:2:1: unknown setting "lissen"; known: data, database, listen, logLevel, trustProxy, fastVerify, keys, kek, rotation, events, audit, programs, egress',
       '/etc/keysmith.yaml:4:3: unknown setting "keys.maxTTL"; keys holds defaultTtl, maxTtl, cacheTtl',
       '/etc/keysmith.yaml:5:11: keys.maxTtl must be a duration such as 90s, 15m, 24h or 30d',
       '/etc/keysmith.yaml:6:13: trustProxy must be true or false',

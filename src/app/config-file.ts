@@ -134,7 +134,7 @@ function readSettings(pair: Pair, prefix: string, loc: Locator, problems: string
 }
 
 function readValue(spec: SettingSpec, node: Node | null, loc: Locator, problems: string[], env: Record<string, string>): void {
-  let value = isScalar(node) ? node.value : node === null ? null : undefined;
+  let value = isScalar(node) ? node.value : node === null ? null : spec.kind === 'argv' && isSeq(node) ? node.toJSON() : undefined;
   // `pin: 0042` or `token: 2024` read as numbers: a text setting keeps the text as written.
   if ((spec.kind === 'string' || spec.kind === 'path') && isScalar(node) && typeof value === 'number' && typeof node.source === 'string') value = node.source;
   const checked = settingText(spec, value);

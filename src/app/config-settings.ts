@@ -6,7 +6,7 @@
  */
 import { tryParseDuration } from '../shared/duration.js';
 
-export type SettingKind = 'string' | 'duration' | 'boolean' | 'milliseconds' | 'enum' | 'addr' | 'path';
+export type SettingKind = 'string' | 'duration' | 'boolean' | 'milliseconds' | 'enum' | 'addr' | 'path' | 'argv';
 
 export interface SettingSpec {
   /** Dotted path in the file: `keys.maxTtl`. */
@@ -48,6 +48,10 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'rotation.checkIntervalMs', env: 'KEYSMITH_ROTATION_CHECK_INTERVAL_MS', kind: 'milliseconds', default: '5000', doc: 'Pause between two health probes (the probe timeout is four times this, at least 2 s).' },
   { key: 'events.poll', env: 'KEYSMITH_EVENTS_POLL', kind: 'duration', default: '1s', doc: '`GET /v1/events`: how often new events are looked for.' },
   { key: 'events.heartbeat', env: 'KEYSMITH_EVENTS_HEARTBEAT', kind: 'duration', default: '15s', doc: '`GET /v1/events`: heartbeat interval.' },
+  { key: 'audit.checkpoints', env: 'KEYSMITH_AUDIT_CHECKPOINTS', kind: 'path', doc: 'The signed audit checkpoints file, `<data>/audit-checkpoints.jsonl` when unset; `off` for none.' },
+  { key: 'audit.checkpointCommand', env: 'KEYSMITH_AUDIT_CHECKPOINT_COMMAND', kind: 'argv', doc: 'A program given each checkpoint line on stdin, run without a shell: a list (a JSON array in the environment) starting with an absolute path.' },
+  { key: 'audit.checkpointUrl', env: 'KEYSMITH_AUDIT_CHECKPOINT_URL', kind: 'string', secret: true, doc: 'An http(s) URL each checkpoint line is POSTed to. Never printed (it may carry a token).' },
+  { key: 'audit.checkpointInterval', env: 'KEYSMITH_AUDIT_CHECKPOINT_INTERVAL', kind: 'duration', default: '1m', doc: 'The shortest time between two periodic checkpoints (at least 1s).' },
 ];
 
 /** The sections that are not KEYSMITH_* settings: they exist only in the file. */
@@ -75,6 +79,12 @@ export function settingText(spec: SettingSpec, value: unknown): { text: string }
       if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 65535) return { text: String(value) };
       if (typeof value !== 'string' || !/^(?:(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)?:)?[0-9]{1,5}$/.test(value)) return { problem: `${spec.key} must be host:port, such as 127.0.0.1:7370` };
       return { text: value };
+    case 'argv':
+      // A command line as a list, so no shell ever splits it; the environment holds it as JSON.
+      if (!Array.isArray(value) || value.length === 0 || !value.every((arg) => typeof arg === 'string') || !(value[0] as string).startsWith('/')) {
+        return { problem: `${spec.key} must be a list of strings starting with an absolute program path, such as [/usr/local/bin/ship, --to, evidence]` };
+      }
+      return { text: JSON.stringify(value) };
     case 'path':
     case 'string':
       if (typeof value !== 'string' || value === '') return { problem: `${spec.key} must be a non-empty string` };

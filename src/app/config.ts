@@ -33,7 +33,7 @@ export interface AppConfig {
   readonly rotation: Partial<RotationEngineConfig>;
   /** `GET /v1/events` timings: `KEYSMITH_EVENTS_POLL` (1s) and `KEYSMITH_EVENTS_HEARTBEAT` (15s). */
   readonly events: { readonly pollMs: number; readonly heartbeatMs: number };
-  /** Where signed audit checkpoints go and how often (KEYSMITH_AUDIT_CHECKPOINT*). */
+  /** Where signed audit checkpoints go and how often (the KEYSMITH_AUDIT_CHECKPOINTS file, _COMMAND, _URL and _INTERVAL). */
   readonly auditCheckpoints: AuditCheckpointConfig;
   /** The configuration file read, if any. */
   readonly configFile: string | undefined;

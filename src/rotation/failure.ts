@@ -15,7 +15,7 @@ export const MAX_FAILURE_CHARS = 300;
 const REDACTED = '[redacted]';
 const PEM_BLOCK = /-----BEGIN [A-Z0-9 ]{1,40}-----[\s\S]*?(?:-----END [A-Z0-9 ]{1,40}-----|$)/g;
 /** Keysmith's key shape; parseKey confirms the checksum. */
-const KEYSMITH_KEY = /[a-z][a-z0-9]{1,15}_(?:live|test)_[0-9A-Za-z]{22}_[0-9A-Za-z]{49}/g;
+const OWN_KEY_SHAPE = /[a-z][a-z0-9]{1,15}_(?:live|test)_[0-9A-Za-z]{22}_[0-9A-Za-z]{49}/g;
 const HEX_RUN = /[0-9A-Fa-f]{32,}/g;
 /** Standard and URL-safe base64, with padding. */
 const BASE64_RUN = /[A-Za-z0-9+/_-]{32,}={0,2}/g;
@@ -33,7 +33,7 @@ function looksRandom(run: string): boolean {
 export function scrubText(text: string, known: readonly unknown[] = []): string {
   let result = scrub(text, secretStrings(...(known as Parameters<typeof secretStrings>)));
   result = result.replace(PEM_BLOCK, '[redacted PEM block]');
-  result = result.replace(KEYSMITH_KEY, (match) => (parseKey(match) !== undefined ? '[redacted key]' : match));
+  result = result.replace(OWN_KEY_SHAPE, (match) => (parseKey(match) !== undefined ? '[redacted key]' : match));
   result = result.replace(HEX_RUN, REDACTED);
   result = result.replace(BASE64_RUN, (match) => (looksRandom(match) ? REDACTED : match));
   return result;

@@ -5,14 +5,16 @@
  * refused; a policy whose author was revoked or narrowed never reaches the vendor.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEventWire } from '../../src/contract/index.js';
-import { ConnectorError, type Connector } from '../../src/rotation/index.js';
+import { createProgramRegistry } from '../../src/outbound/index.js';
+import { ConnectorError, validateCommandSettings, type Connector } from '../../src/rotation/index.js';
 import { describeEachDialect } from '../support/databases.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
+import { writeProgram } from '../support/programs.js';
 import { drive, vendorSettings } from '../support/rotation.js';
 import { auditAfter, auditHead, expectProblem, idOf, useContext } from '../http/helpers.js';
 
@@ -21,18 +23,43 @@ const TEAM = ['secrets:read:team/*', 'secrets:write:team/*'];
 const MASTER_LIKE = randomBytes(32).toString('base64');
 const PEM = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 const LOOT = 'loot-value-that-must-not-leak-42';
+/** The fake vendor listens on loopback: the operator lists it, as a test context allows nothing by default. */
+const VENDOR_EGRESS = { allow: ['127.0.0.1:*'] };
+const dir = mkdtempSync(join(tmpdir(), 'keysmith-leak-'));
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /**
- * A stand-in for the command connector (the outbound work replaces how programs are named):
- * create reads what `settings.secrets` names, as the real one hands it to its program, and fails
- * with a "stderr" that prints it, a master-key-like base64 value, a PEM block and a live token.
+ * The reproduction's program, registered as an operator would: it prints to standard error the
+ * secret it was handed, a master-key-like base64 value and a PEM block, and fails.
+ */
+const LEAK_PROGRAM = writeProgram(
+  dir,
+  'leak.cjs',
+  `let input = '';
+process.stdin.on('data', (chunk) => { input += chunk; });
+process.stdin.on('end', () => {
+  const request = JSON.parse(input);
+  process.stderr.write('loot: ' + request.secrets.loot + '\\n' + ${JSON.stringify(MASTER_LIKE)} + '\\n' + ${JSON.stringify(PEM)} + 'done\\n');
+  process.exit(1);
+});`,
+);
+
+/**
+ * A stand-in for the command connector: its settings are checked as the real one checks them,
+ * against the program registry the context is given (a policy names a registered program, never
+ * a command line); create reads what `settings.secrets` names, as the real one hands it to its
+ * program, and fails with a "stderr" that prints it, a master-key-like base64 value, a PEM block
+ * and a live token.
  */
 function leakyCommand(leak: () => string): Connector {
+  const programs = createProgramRegistry([LEAK_PROGRAM]);
   const fail = (step: 'create' | 'set' | 'test' | 'revoke', text: string) =>
     new ConnectorError('ERR_CONNECTOR_FAILED', `command connector, ${step}: the program exited with status 1; stderr: ${text}`, { connector: 'command', step, retryable: false });
   return {
     type: 'command',
-    validateSettings: () => [],
+    validateSettings: (settings) => validateCommandSettings(settings, programs),
     async create(ctx) {
       const handed: string[] = [];
       for (const path of Object.values((ctx.settings.secrets ?? {}) as Record<string, string>)) handed.push(String(await ctx.readSecret(path)));
@@ -52,7 +79,7 @@ function leakyCommand(leak: () => string): Connector {
 
 describeEachDialect('policy attacks through the grant', (dialect) => {
   let rootToken = '';
-  const ctx = useContext(dialect, { connectors: [leakyCommand(() => rootToken)] });
+  const ctx = useContext(dialect, { connectors: [leakyCommand(() => rootToken)], programs: [LEAK_PROGRAM], egress: VENDOR_EGRESS });
   let vendor: FakeVendor;
 
   beforeAll(async () => {
@@ -99,7 +126,7 @@ describeEachDialect('policy attacks through the grant', (dialect) => {
 
     it('refuses a command policy that hands the program a path the token cannot read', async () => {
       const attacker = await ctx().token([...ROTATION, ...TEAM]);
-      const policy = { ...httpPolicy('loot', 'team/b'), connector: { type: 'command', settings: { command: '/bin/true', secrets: { loot: 'admin/x' } } } };
+      const policy = { ...httpPolicy('loot', 'team/b'), connector: { type: 'command', settings: { program: LEAK_PROGRAM.name, secrets: { loot: 'admin/x' } } } };
       await refusedPut(attacker, policy, 'secrets:read:admin/x', 'policy.connector.settings.secrets.loot');
     });
 
@@ -264,7 +291,7 @@ describeEachDialect('policy attacks through the grant', (dialect) => {
 
   describe('what a failed run says', () => {
     it('the error, timeline and events hold a short summary without the values read, key-like text or tokens', async () => {
-      const policy = { ...httpPolicy('leaky', 'team/leaky'), connector: { type: 'command', settings: { command: '/bin/true', secrets: { loot: 'team/loot' } } } };
+      const policy = { ...httpPolicy('leaky', 'team/leaky'), connector: { type: 'command', settings: { program: LEAK_PROGRAM.name, secrets: { loot: 'team/loot' } } } };
       expect((await put(ctx().rootToken, policy)).statusCode).toBe(201);
       const head = await auditHead(ctx());
       const started = await ctx().request({ method: 'POST', url: '/v1/rotations', body: { policy: 'leaky' } });
@@ -286,41 +313,24 @@ describeEachDialect('policy attacks through the grant', (dialect) => {
 
 
 /**
- * The reproduction itself, with the real command connector: a program prints to standard error
- * the secret it was handed, a master-key-like base64 value and a PEM block, and fails. (When the
- * program registry lands, the program is registered instead of named by path: same assertions.)
+ * The reproduction itself, with the real command connector: the registered program prints to
+ * standard error the secret it was handed, a master-key-like base64 value and a PEM block, and
+ * fails.
  */
 describeEachDialect('a command program that prints what it read', (dialect) => {
-  const ctx = useContext(dialect);
-  let dir: string;
+  const ctx = useContext(dialect, { programs: [LEAK_PROGRAM] });
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'keysmith-leak-'));
     await ctx().secrets.put({ actor: 'test' }, 'team/loot', { value: LOOT });
-  });
-  afterAll(() => {
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('GET /v1/rotations/{id} shows a short error with none of it', async () => {
-    const script = join(dir, 'leak.cjs');
-    writeFileSync(
-      script,
-      `let input = '';
-process.stdin.on('data', (chunk) => { input += chunk; });
-process.stdin.on('end', () => {
-  const request = JSON.parse(input);
-  process.stderr.write('loot: ' + request.secrets.loot + '\\n' + ${JSON.stringify(MASTER_LIKE)} + '\\n' + ${JSON.stringify(PEM)} + 'done\\n');
-  process.exit(1);
-});
-`,
-    );
     const policy = {
       name: 'leak',
       target: { secret: 'team/leak' },
       schedule: { every: '1h' },
       overlap: '30m',
-      connector: { type: 'command', settings: { command: process.execPath, args: [script], secrets: { loot: 'team/loot' } } },
+      connector: { type: 'command', settings: { program: LEAK_PROGRAM.name, secrets: { loot: 'team/loot' } } },
     };
     const res = await ctx().request({ method: 'PUT', url: '/v1/rotation/policies/leak', body: { policy } });
     expect(res.statusCode, res.body).toBe(201);

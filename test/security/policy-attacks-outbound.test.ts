@@ -1,7 +1,9 @@
 /**
  * Issue 9, finding 1, attacked as the reproduction did, on both store dialects: a token holding
- * only rotation:write, rotation:run and rotation:read tries to make the server run a program of
- * its choosing or call an address of its choosing. Programs are the operator's (registered by
+ * rotation:write, rotation:run and rotation:read tries to make the server run a program of its
+ * choosing or call an address of its choosing. It also holds read and write on each policy's own
+ * target secret, exactly what the grant asks of such a policy (policy-attacks-grant covers
+ * the grant), so that what refuses it below is the outbound rule and nothing else. Programs are the operator's (registered by
  * path and SHA-256 in the configuration), hosts are the operator's (the egress allowlist): the
  * API can only pick among them, so every attempt below is refused, at put time where the input
  * is static, at call time otherwise, and nothing of a swapped program or a refused host leaks.
@@ -22,6 +24,11 @@ import { writeProgram } from '../support/programs.js';
 import { expectProblem, problemFields, unique, useContext } from '../http/helpers.js';
 
 const ATTACKER_SCOPES = ['rotation:write', 'rotation:run', 'rotation:read'];
+/** The attacker's scopes plus read and write on the policy's target, `apps/<name>`: all a policy below legitimately needs. */
+function attackerScopes(policy: Record<string, unknown>): string[] {
+  const target = `apps/${policy.name as string}`;
+  return [...ATTACKER_SCOPES, `secrets:read:${target}`, `secrets:write:${target}`];
+}
 const dir = mkdtempSync(join(tmpdir(), 'keysmith-attack-'));
 const MASTER_KEY_TEXT = 'TOP-SECRET-MASTER-KEY-c2VjcmV0LW1hc3Rlci1rZXk=';
 const MASTER_KEY_FILE = join(dir, 'master.key');
@@ -106,7 +113,7 @@ describeEachDialect('policy attacks: programs and egress', (dialect) => {
   const withRedirector = useContext(dialect, { egress: { allow: ['127.0.0.1:*'] } });
 
   async function put(ctx: () => TestContext, policy: Record<string, unknown>) {
-    const token = await ctx().token(ATTACKER_SCOPES);
+    const token = await ctx().token(attackerScopes(policy));
     return ctx().request({ method: 'PUT', url: `/v1/rotation/policies/${policy.name as string}`, body: { policy }, token });
   }
 
@@ -114,7 +121,7 @@ describeEachDialect('policy attacks: programs and egress', (dialect) => {
     const put1 = await put(ctx, policy);
     expect(put1.statusCode, put1.body).toBe(201);
     await ctx().secrets.put({ actor: 'prn_admin' }, `apps/${policy.name as string}`, { value: 'current-value-1234' });
-    const token = await ctx().token(ATTACKER_SCOPES);
+    const token = await ctx().token(attackerScopes(policy));
     const started = await ctx().request({ method: 'POST', url: '/v1/rotations', body: { secret: `apps/${policy.name as string}`, reason: 'attack' }, token });
     expect(started.statusCode, started.body).toBe(201);
     const id = (started.json() as { id: string }).id;
