@@ -10,6 +10,7 @@ import { sha256Hex } from '../../src/outbound/index.js';
 import { ensureBuilt, makeTempDir, removeTempDirs, runCli, startServer, stopAll } from './support.js';
 
 const PIN = 'pin-9f8e7d6c5b4a';
+const HOOK_TOKEN = 'hook-token-5e4d3c2b1a';
 const DB_PASSWORD = 'db-pass-0a1b2c3d';
 let dir: string;
 let program: string;
@@ -35,7 +36,7 @@ function configFile(name: string, body: string, mode = 0o600): string {
 }
 
 describe('keysmith config check', { timeout: 60_000 }, () => {
-  it('prints the effective configuration, masking the PIN and the database password', async () => {
+  it('prints the effective configuration, masking the PIN, the database password and the checkpoint URL', async () => {
     const file = configFile(
       'full.yaml',
       [
@@ -44,6 +45,9 @@ describe('keysmith config check', { timeout: 60_000 }, () => {
         'kek:',
         '  provider: pkcs11',
         `  pkcs11: { token: prod, pin: ${PIN} }`,
+        'audit:',
+        `  checkpointUrl: https://collector.example/hooks/${HOOK_TOKEN}`,
+        '  checkpointCommand: [/usr/local/bin/ship-checkpoint, --to, evidence]',
         'programs:',
         '  refresh:',
         `    path: ${program}`,
@@ -56,11 +60,15 @@ describe('keysmith config check', { timeout: 60_000 }, () => {
     expect(checked.code, checked.stderr).toBe(0);
     expect(checked.stdout).not.toContain(PIN);
     expect(checked.stdout).not.toContain(DB_PASSWORD);
+    expect(checked.stdout).not.toContain(HOOK_TOKEN);
     const data = checked.json();
     expect(data.file).toBe(file);
     const setting = (key: string) => data.settings.find((s: { key: string }) => s.key === key);
     expect(setting('kek.pkcs11.pin')).toEqual({ key: 'kek.pkcs11.pin', env: 'KEYSMITH_PKCS11_PIN', value: '[set]', source: 'file' });
     expect(setting('database').value).toBe('postgres://keysmith:***@db.internal:5432/keysmith');
+    expect(setting('audit.checkpointUrl')).toEqual({ key: 'audit.checkpointUrl', env: 'KEYSMITH_AUDIT_CHECKPOINT_URL', value: '[set]', source: 'file' });
+    expect(setting('audit.checkpointCommand')).toMatchObject({ value: '["/usr/local/bin/ship-checkpoint","--to","evidence"]', source: 'file' });
+    expect(setting('audit.checkpointInterval')).toMatchObject({ value: '1m', source: 'default' });
     expect(setting('keys.maxTtl')).toMatchObject({ value: '30d', source: 'file' });
     expect(setting('keys.defaultTtl')).toMatchObject({ value: '7d', source: 'env' });
     expect(setting('listen')).toMatchObject({ value: '127.0.0.1:7370', source: 'default' });
@@ -73,6 +81,7 @@ describe('keysmith config check', { timeout: 60_000 }, () => {
     expect(text.stdout).toContain(`Configuration file: ${file}`);
     expect(text.stdout).toMatch(/kek\.pkcs11\.pin\s+\[set\]\s+file/);
     expect(text.stdout + text.stderr).not.toContain(PIN);
+    expect(text.stdout + text.stderr).not.toContain(HOOK_TOKEN);
   });
 
   it('exits 2 naming FILE:LINE:COL for every problem', async () => {
