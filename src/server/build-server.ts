@@ -43,6 +43,8 @@ import { incidentRoutes } from './routes/incidents/incidents.js';
 import { publicOpenApi } from './openapi-paths.js';
 import { createEventStreams, eventsRoute } from './routes/events/stream.js';
 import { AuditTail } from '../audit/index.js';
+import { AppError } from '../shared/errors.js';
+import { jsonDeeperThan, MAX_JSON_DEPTH } from '../shared/json-depth.js';
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -115,7 +117,15 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   // JSON only: any other content type is a 415, not a string for the schema to puzzle over.
-  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  // A body nested deeper than any request needs is refused before anything recursive walks it.
+  const defaultJsonParser = app.getDefaultJsonParser('error', 'error');
+  const jsonParser: typeof defaultJsonParser = (request, body, done) => {
+    if (typeof body === 'string' && jsonDeeperThan(body, MAX_JSON_DEPTH)) {
+      done(new AppError('ERR_JSON_TOO_DEEP', `the request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`), undefined);
+      return;
+    }
+    defaultJsonParser(request, body, done);
+  };
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, jsonParser);
 
