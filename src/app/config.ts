@@ -6,6 +6,7 @@ import { isPostgresUrl } from '../store/index.js';
 import { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
 import { resolveKekConfig, type KekConfig } from './kek-config.js';
 import type { RotationEngineConfig } from '../rotation/index.js';
+import { DEFAULT_TIMEOUTS, type ServerTimeouts } from '../server/index.js';
 
 export { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT };
 
@@ -26,6 +27,12 @@ export interface AppConfig {
   readonly rotation: Partial<RotationEngineConfig>;
   /** `GET /v1/events` timings: `KEYSMITH_EVENTS_POLL` (1s) and `KEYSMITH_EVENTS_HEARTBEAT` (15s). */
   readonly events: { readonly pollMs: number; readonly heartbeatMs: number };
+  /**
+   * How long a client may take: `KEYSMITH_REQUEST_TIMEOUT` for the whole request, body included
+   * (30s), `KEYSMITH_HEADERS_TIMEOUT` for its headers (10s), `KEYSMITH_KEEPALIVE_TIMEOUT` idle
+   * between requests on one connection (72s).
+   */
+  readonly timeouts: ServerTimeouts;
 }
 
 export interface ConfigInput {
@@ -66,6 +73,7 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
       pollMs: durationSetting(env.KEYSMITH_EVENTS_POLL, 'events-poll', 1_000),
       heartbeatMs: durationSetting(env.KEYSMITH_EVENTS_HEARTBEAT, 'events-heartbeat', 15_000),
     },
+    timeouts: timeoutSettings(env),
   };
 }
 
@@ -105,6 +113,20 @@ function rotationSettings(env: NodeJS.ProcessEnv): Partial<RotationEngineConfig>
   if (check !== undefined) out.checks = { intervalMs: check, timeoutMs: Math.max(check * 4, 2000) };
   if (env.KEYSMITH_ROTATION_SCHEDULER === '0') out.scheduler = false;
   return out;
+}
+
+function timeoutSettings(env: NodeJS.ProcessEnv): ServerTimeouts {
+  const setting = (name: string, fallback: number): number => {
+    const ms = durationSetting(env[`KEYSMITH_${name}`], name.toLowerCase().replace(/_/g, '-'), fallback);
+    if (ms < 1_000) throw new ConfigError(`KEYSMITH_${name} must be at least 1s (a timeout of 0 would let slow clients hold connections forever)`);
+    return ms;
+  };
+  const requestMs = setting('REQUEST_TIMEOUT', DEFAULT_TIMEOUTS.requestMs);
+  const headersMs = setting('HEADERS_TIMEOUT', Math.min(DEFAULT_TIMEOUTS.headersMs, requestMs));
+  if (headersMs > requestMs) {
+    throw new ConfigError(`KEYSMITH_HEADERS_TIMEOUT ${formatDuration(headersMs)} is longer than KEYSMITH_REQUEST_TIMEOUT ${formatDuration(requestMs)}`);
+  }
+  return { requestMs, headersMs, keepAliveMs: setting('KEEPALIVE_TIMEOUT', DEFAULT_TIMEOUTS.keepAliveMs) };
 }
 
 function durationSetting(text: string | undefined, name: string, fallback: number): number {

@@ -50,6 +50,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       trustProxy: config.trustProxy,
       fastVerify: config.fastVerify,
       events: config.events,
+      timeouts: config.timeouts,
       isReady: () => ready,
       ...(options.version ? { version: options.version } : {}),
       logger:

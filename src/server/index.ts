@@ -1,2 +1,2 @@
-export { buildServer, BODY_LIMIT, REDACT_PATHS, type ServerDeps, type EventStreamOptions } from './build-server.js';
+export { buildServer, BODY_LIMIT, DEFAULT_TIMEOUTS, REDACT_PATHS, type ServerDeps, type EventStreamOptions, type ServerTimeouts } from './build-server.js';
 export { createMetrics, type ServerMetrics } from './plugins/metrics.js';

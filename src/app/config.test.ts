@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, resolveConfig } from './config.js';
+
+describe('server timeouts', () => {
+  it('bound slow clients by default: 30s for a request, 10s for its headers, 72s idle keep-alive', () => {
+    expect(resolveConfig({}, {}).timeouts).toEqual({ requestMs: 30_000, headersMs: 10_000, keepAliveMs: 72_000 });
+  });
+
+  it('reads KEYSMITH_REQUEST_TIMEOUT, KEYSMITH_HEADERS_TIMEOUT and KEYSMITH_KEEPALIVE_TIMEOUT', () => {
+    const env = { KEYSMITH_REQUEST_TIMEOUT: '2m', KEYSMITH_HEADERS_TIMEOUT: '20s', KEYSMITH_KEEPALIVE_TIMEOUT: '5s' };
+    expect(resolveConfig({}, env).timeouts).toEqual({ requestMs: 120_000, headersMs: 20_000, keepAliveMs: 5_000 });
+    // A short request timeout shortens the default header timeout with it.
+    expect(resolveConfig({}, { KEYSMITH_REQUEST_TIMEOUT: '5s' }).timeouts.headersMs).toBe(5_000);
+  });
+
+  it('refuses headers allowed longer than the request, a timeout under a second, and text that is not a duration', () => {
+    expect(() => resolveConfig({}, { KEYSMITH_REQUEST_TIMEOUT: '10s', KEYSMITH_HEADERS_TIMEOUT: '20s' })).toThrow(ConfigError);
+    expect(() => resolveConfig({}, { KEYSMITH_REQUEST_TIMEOUT: '0s' })).toThrow(ConfigError);
+    expect(() => resolveConfig({}, { KEYSMITH_KEEPALIVE_TIMEOUT: 'forever' })).toThrow(/keepalive-timeout/);
+  });
+});
