@@ -19,3 +19,16 @@ describe('server timeouts', () => {
     expect(() => resolveConfig({}, { KEYSMITH_KEEPALIVE_TIMEOUT: 'forever' })).toThrow(/keepalive-timeout/);
   });
 });
+
+describe('failed authentication settings', () => {
+  it('aggregate per minute and throttle after 20 failures by default', () => {
+    expect(resolveConfig({}, {}).authFailures).toEqual({ windowMs: 60_000, limit: 20, maxAddresses: 10_000 });
+  });
+
+  it('read KEYSMITH_AUTH_FAILURE_WINDOW, _LIMIT (0 never throttles) and _ADDRESSES, refusing what is not a number', () => {
+    const env = { KEYSMITH_AUTH_FAILURE_WINDOW: '5m', KEYSMITH_AUTH_FAILURE_LIMIT: '0', KEYSMITH_AUTH_FAILURE_ADDRESSES: '500' };
+    expect(resolveConfig({}, env).authFailures).toEqual({ windowMs: 300_000, limit: 0, maxAddresses: 500 });
+    expect(() => resolveConfig({}, { KEYSMITH_AUTH_FAILURE_LIMIT: 'many' })).toThrow(ConfigError);
+    expect(() => resolveConfig({}, { KEYSMITH_AUTH_FAILURE_ADDRESSES: '0' })).toThrow(ConfigError);
+  });
+});

@@ -6,7 +6,7 @@ import { isPostgresUrl } from '../store/index.js';
 import { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
 import { resolveKekConfig, type KekConfig } from './kek-config.js';
 import type { RotationEngineConfig } from '../rotation/index.js';
-import { DEFAULT_TIMEOUTS, type ServerTimeouts } from '../server/index.js';
+import { DEFAULT_AUTH_FAILURES, DEFAULT_TIMEOUTS, type AuthFailureOptions, type ServerTimeouts } from '../server/index.js';
 
 export { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT };
 
@@ -33,6 +33,13 @@ export interface AppConfig {
    * between requests on one connection (72s).
    */
   readonly timeouts: ServerTimeouts;
+  /**
+   * Failed authentication per source address: one audit event per reason per
+   * `KEYSMITH_AUTH_FAILURE_WINDOW` (1m) with a count, and after `KEYSMITH_AUTH_FAILURE_LIMIT`
+   * failures in that window (20; 0 never throttles) every call from the address is answered 429
+   * until the window ends. `KEYSMITH_AUTH_FAILURE_ADDRESSES` (10000) bounds the addresses tracked.
+   */
+  readonly authFailures: AuthFailureOptions;
 }
 
 export interface ConfigInput {
@@ -74,6 +81,11 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
       heartbeatMs: durationSetting(env.KEYSMITH_EVENTS_HEARTBEAT, 'events-heartbeat', 15_000),
     },
     timeouts: timeoutSettings(env),
+    authFailures: {
+      windowMs: durationSetting(env.KEYSMITH_AUTH_FAILURE_WINDOW, 'auth-failure-window', DEFAULT_AUTH_FAILURES.windowMs),
+      limit: wholeNumber(env, 'KEYSMITH_AUTH_FAILURE_LIMIT', DEFAULT_AUTH_FAILURES.limit, 0),
+      maxAddresses: wholeNumber(env, 'KEYSMITH_AUTH_FAILURE_ADDRESSES', DEFAULT_AUTH_FAILURES.maxAddresses, 1),
+    },
   };
 }
 
@@ -113,6 +125,13 @@ function rotationSettings(env: NodeJS.ProcessEnv): Partial<RotationEngineConfig>
   if (check !== undefined) out.checks = { intervalMs: check, timeoutMs: Math.max(check * 4, 2000) };
   if (env.KEYSMITH_ROTATION_SCHEDULER === '0') out.scheduler = false;
   return out;
+}
+
+function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
+  const text = env[name];
+  if (text === undefined) return fallback;
+  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < min) throw new ConfigError(`${name} must be a whole number, at least ${min}`);
+  return Number(text);
 }
 
 function timeoutSettings(env: NodeJS.ProcessEnv): ServerTimeouts {

@@ -51,6 +51,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       fastVerify: config.fastVerify,
       events: config.events,
       timeouts: config.timeouts,
+      authFailures: config.authFailures,
       isReady: () => ready,
       ...(options.version ? { version: options.version } : {}),
       logger:

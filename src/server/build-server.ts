@@ -43,7 +43,8 @@ import { rotationRunRoutes } from './routes/rotation/runs.js';
 import { incidentRoutes } from './routes/incidents/incidents.js';
 import { publicOpenApi } from './openapi-paths.js';
 import { createEventStreams, eventsRoute } from './routes/events/stream.js';
-import { AuditTail } from '../audit/index.js';
+import { AuditTail, recordAuditEvent } from '../audit/index.js';
+import { AuthFailureTracker, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './plugins/auth-failures.js';
 import { AppError } from '../shared/errors.js';
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../shared/json-depth.js';
 
@@ -86,6 +87,11 @@ export interface ServerDeps {
   readonly fastVerify?: boolean;
   /** `GET /v1/events`: how often the shared tail reads the audit log (1 s) and how often an idle stream gets a keep-alive comment (15 s). */
   readonly events?: EventStreamOptions;
+  /**
+   * Failed authentication: aggregated in the audit log and throttled per address (see
+   * plugins/auth-failures.ts); defaults apply when left out, `false` writes every failure and never throttles.
+   */
+  readonly authFailures?: Partial<AuthFailureOptions> | false;
   /** How long a client may take to send a request; see `ServerTimeouts`. */
   readonly timeouts?: Partial<ServerTimeouts>;
 }
@@ -122,6 +128,31 @@ function timeoutOptions(given: Partial<ServerTimeouts> | undefined): Pick<Fastif
 export interface EventStreamOptions {
   readonly pollMs?: number;
   readonly heartbeatMs?: number;
+}
+
+/** The tracker behind the auth guard: audit events through the store, every failure counted in the metrics. */
+function createFailureTracker(deps: ServerDeps, metrics: ServerMetrics, options: AuthFailureOptions): AuthFailureTracker {
+  const byReason = new Map<string, { inc(): void }>();
+  return new AuthFailureTracker({
+    clock: deps.clock,
+    options,
+    count: (reason) => {
+      let counter = byReason.get(reason);
+      if (counter === undefined) {
+        counter = metrics.authFailures.child({ reason });
+        byReason.set(reason, counter);
+      }
+      counter.inc();
+    },
+    write: async ({ sourceIp, info, count, window }) => {
+      await recordAuditEvent(
+        deps.store.db,
+        { actor: 'anonymous', requestId: info.requestId, sourceIp },
+        { action: 'auth.failed', target: info.target, data: { reason: info.reason, method: info.method, route: info.route, count, ...(window ? { window } : {}) } },
+        new Date(deps.clock.now()).toISOString(),
+      );
+    },
+  });
 }
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
@@ -181,6 +212,18 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     events.close();
     done();
   });
+  const failureOptions = deps.authFailures === false ? undefined : { ...DEFAULT_AUTH_FAILURES, ...deps.authFailures };
+  const failures = failureOptions === undefined ? undefined : createFailureTracker(deps, metrics, failureOptions);
+  if (failures !== undefined && failureOptions !== undefined) {
+    // Closed windows are written within a few seconds; the clock decides which have closed.
+    const sweep = setInterval(() => failures.sweep(), Math.min(failureOptions.windowMs, 5_000));
+    sweep.unref();
+    // After the server stops listening, before the store closes: no count is lost at stop.
+    app.addHook('onClose', async () => {
+      clearInterval(sweep);
+      await failures.close();
+    });
+  }
   const routeDeps: RouteDeps = {
     keys: deps.keys,
     incidents: deps.incidents,
@@ -191,7 +234,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     store: deps.store,
     clock: deps.clock,
     metrics,
-    guard: createAuthGuard({ keys: deps.keys, store: deps.store, clock: deps.clock }),
+    guard: createAuthGuard({ keys: deps.keys, store: deps.store, clock: deps.clock, failures }),
     answerVerify: createVerifyAnswerer({ keys: deps.keys, metrics }),
     isReady: deps.isReady ?? (() => true),
     events,
@@ -223,6 +266,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   }
   app.get('/openapi.json', { schema: { hide: true } }, async () => publicOpenApi(app.swagger()));
   if (fastVerify) {
+    // A throttled address is Fastify's to refuse (429 from the guard).
+    const throttled = (ip: string | undefined): boolean => failures !== undefined && ip !== undefined && failures.retryAfter(ip) > 0;
     // The route's own parser, validator, answer and ids; see fast-verify.ts.
     const validBody = strict.compile<VerifyKeyBodyWire>(VerifyKeyBody);
     const verifyLane = createFastVerifyLane({
@@ -238,8 +283,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       validBody: (body): body is VerifyKeyBodyWire => validBody(body),
       requestId,
       counted: httpRequestCounter(metrics, 'POST', VERIFY_PATH, 200),
+      throttled,
     });
-    const readLane = createFastSecretReadLane({ keys: deps.keys, secrets: deps.secrets, requestId, counted: httpRequestCounter(metrics, 'GET', '/v1/secrets/*', 200) });
+    const readLane = createFastSecretReadLane({ keys: deps.keys, secrets: deps.secrets, requestId, counted: httpRequestCounter(metrics, 'GET', '/v1/secrets/*', 200), throttled });
     lane = chainLanes([verifyLane, readLane]);
     // Fastify answers 503 from the moment it starts closing; so must every request.
     app.addHook('preClose', (done) => {
