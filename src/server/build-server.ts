@@ -3,7 +3,7 @@
  * Bodies are validated strictly (no coercion, unknown fields refused); query strings and path
  * parameters are coerced from text. Response schemas whitelist every field that leaves.
  */
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { ServerOptions } from 'node:http';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
@@ -131,7 +131,7 @@ export interface EventStreamOptions {
 }
 
 /** The tracker behind the auth guard: audit events through the store, every failure counted in the metrics. */
-function createFailureTracker(deps: ServerDeps, metrics: ServerMetrics, options: AuthFailureOptions): AuthFailureTracker {
+function createFailureTracker(deps: ServerDeps, metrics: ServerMetrics, options: AuthFailureOptions, log: FastifyBaseLogger): AuthFailureTracker {
   const byReason = new Map<string, { inc(): void }>();
   return new AuthFailureTracker({
     clock: deps.clock,
@@ -144,10 +144,11 @@ function createFailureTracker(deps: ServerDeps, metrics: ServerMetrics, options:
       }
       counter.inc();
     },
-    write: async ({ sourceIp, info, count, window }) => {
+    onWriteError: (error, count) => log.error({ err: error, count }, 'could not write an aggregated auth.failed event'),
+    write: async ({ info, count, window }) => {
       await recordAuditEvent(
         deps.store.db,
-        { actor: 'anonymous', requestId: info.requestId, sourceIp },
+        { actor: 'anonymous', requestId: info.requestId, sourceIp: info.ip },
         { action: 'auth.failed', target: info.target, data: { reason: info.reason, method: info.method, route: info.route, count, ...(window ? { window } : {}) } },
         new Date(deps.clock.now()).toISOString(),
       );
@@ -213,7 +214,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     done();
   });
   const failureOptions = deps.authFailures === false ? undefined : { ...DEFAULT_AUTH_FAILURES, ...deps.authFailures };
-  const failures = failureOptions === undefined ? undefined : createFailureTracker(deps, metrics, failureOptions);
+  const failures = failureOptions === undefined ? undefined : createFailureTracker(deps, metrics, failureOptions, app.log);
   if (failures !== undefined && failureOptions !== undefined) {
     // Closed windows are written within a few seconds; the clock decides which have closed.
     const sweep = setInterval(() => failures.sweep(), Math.min(failureOptions.windowMs, 5_000));

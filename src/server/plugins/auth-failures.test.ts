@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../shared/clock.js';
-import { AuthFailureTracker, type AuthFailureOptions, type FailureEvent } from './auth-failures.js';
+import { AuthFailureTracker, addressKey, type AuthFailureOptions, type FailureEvent } from './auth-failures.js';
 
 function tracker(options: Partial<AuthFailureOptions> = {}) {
   const clock = new ManualClock('2026-11-01T00:00:00.000Z');
@@ -14,16 +14,16 @@ function tracker(options: Partial<AuthFailureOptions> = {}) {
     },
     count: (reason) => counted.push(reason),
   });
-  const info = (reason: string, n = 0) => ({ reason, target: null, requestId: `req_${n}`, method: 'GET', route: '/v1/keys' });
+  const info = (ip: string, reason: string, n = 0) => ({ ip, reason, target: null, requestId: `req_${n}`, method: 'GET', route: '/v1/keys' });
   return { clock, written, counted, failures, info };
 }
 
-const total = (events: readonly FailureEvent[], ip?: string) => events.filter((e) => ip === undefined || e.sourceIp === ip).reduce((sum, e) => sum + e.count, 0);
+const total = (events: readonly FailureEvent[], ip?: string) => events.filter((e) => ip === undefined || e.info.ip === ip).reduce((sum, e) => sum + e.count, 0);
 
 describe('AuthFailureTracker', () => {
   it('writes the first failure per address and reason at once and counts the rest until the window closes', async () => {
     const { clock, written, counted, failures, info } = tracker({ limit: 0 });
-    for (let i = 0; i < 100; i++) await failures.fail('192.0.2.1', info(i % 2 === 0 ? 'missing' : 'not_found', i));
+    for (let i = 0; i < 100; i++) await failures.fail(info('192.0.2.1', i % 2 === 0 ? 'missing' : 'not_found', i));
     expect(written.map((e) => [e.info.reason, e.count])).toEqual([['missing', 1], ['not_found', 1]]);
     expect(counted).toHaveLength(100);
     failures.sweep();
@@ -38,9 +38,9 @@ describe('AuthFailureTracker', () => {
 
   it('throttles an address after the limit until its window ends, and no other address', () => {
     const { clock, failures, info } = tracker({ limit: 3 });
-    for (let i = 0; i < 2; i++) void failures.fail('192.0.2.1', info('missing'));
+    for (let i = 0; i < 2; i++) void failures.fail(info('192.0.2.1', 'missing'));
     expect(failures.retryAfter('192.0.2.1')).toBe(0);
-    void failures.fail('192.0.2.1', info('missing'));
+    void failures.fail(info('192.0.2.1', 'missing'));
     expect(failures.retryAfter('192.0.2.1')).toBe(60);
     expect(failures.retryAfter('192.0.2.2')).toBe(0);
     clock.advance(59_001);
@@ -51,22 +51,22 @@ describe('AuthFailureTracker', () => {
 
   it('never throttles with limit 0', () => {
     const { failures, info } = tracker({ limit: 0 });
-    for (let i = 0; i < 50; i++) void failures.fail('192.0.2.1', info('missing'));
+    for (let i = 0; i < 50; i++) void failures.fail(info('192.0.2.1', 'missing'));
     expect(failures.retryAfter('192.0.2.1')).toBe(0);
   });
 
   it('a failure after the window writes the old window’s count and opens a new one', async () => {
     const { clock, written, failures, info } = tracker();
-    for (let i = 0; i < 5; i++) await failures.fail('192.0.2.1', info('missing'));
+    for (let i = 0; i < 5; i++) await failures.fail(info('192.0.2.1', 'missing'));
     clock.advance(61_000);
-    await failures.fail('192.0.2.1', info('missing'));
+    await failures.fail(info('192.0.2.1', 'missing'));
     await failures.close();
     expect(written.map((e) => e.count)).toEqual([1, 4, 1]);
   });
 
   it('tracks at most maxAddresses, writing the counts of the one it drops', async () => {
     const { written, failures, info } = tracker({ maxAddresses: 3 });
-    for (let a = 0; a < 10; a++) for (let i = 0; i < 4; i++) await failures.fail(`192.0.2.${a}`, info('missing'));
+    for (let a = 0; a < 10; a++) for (let i = 0; i < 4; i++) await failures.fail(info(`192.0.2.${a}`, 'missing'));
     expect(failures.size).toBe(3);
     await failures.close();
     expect(failures.size).toBe(0);
@@ -76,8 +76,26 @@ describe('AuthFailureTracker', () => {
 
   it('loses no count at shutdown', async () => {
     const { written, failures, info } = tracker();
-    for (let i = 0; i < 7; i++) await failures.fail('2001:db8::1', info('expired'));
+    for (let i = 0; i < 7; i++) await failures.fail(info('2001:db8::1', 'expired'));
     await failures.close();
     expect(total(written)).toBe(7);
+  });
+});
+
+describe('addressKey', () => {
+  it('counts IPv4 by address and IPv6 by /64', () => {
+    expect(addressKey('203.0.113.9')).toBe('203.0.113.9');
+    expect(addressKey('::ffff:203.0.113.9')).toBe('203.0.113.9');
+    expect(addressKey('2001:db8:0:1::5')).toBe('2001:db8:0:1::/64');
+    expect(addressKey('2001:DB8:0:1:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:0:1::/64');
+    expect(addressKey('2001:0db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('::1')).toBe('0:0:0:0::/64');
+  });
+
+  it('throttles a host stepping through its /64', () => {
+    const { failures, info } = tracker({ limit: 3 });
+    for (let i = 1; i <= 3; i++) void failures.fail(info(`2001:db8:0:1::${i}`, 'missing'));
+    expect(failures.retryAfter('2001:db8:0:1::99')).toBe(60);
+    expect(failures.retryAfter('2001:db8:0:2::1')).toBe(0);
   });
 });

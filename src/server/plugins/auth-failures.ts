@@ -33,15 +33,16 @@ export const DEFAULT_AUTH_FAILURES: AuthFailureOptions = { windowMs: 60_000, lim
 /** What is known of one failure; the audit event names the request and route of the latest. */
 export interface FailureInfo {
   readonly reason: string;
+  /** The caller's address; the tracker counts IPv6 callers by /64 (see `addressKey`). */
+  readonly ip: string;
   readonly target: string | null;
   readonly requestId: string;
   readonly method: string;
   readonly route: string | null;
 }
 
-/** One `auth.failed` audit event to write. */
+/** One `auth.failed` audit event to write; its source is `info.ip`, the latest caller's address. */
 export interface FailureEvent {
-  readonly sourceIp: string;
   readonly info: FailureInfo;
   readonly count: number;
   /** The window the counted failures fell in (absent for a first failure written at once). */
@@ -55,6 +56,8 @@ export interface AuthFailureDeps {
   readonly write: (event: FailureEvent) => Promise<void>;
   /** Counts a failure by reason (metrics). */
   readonly count: (reason: string) => void;
+  /** Told when held counts could not be written (the database away at a window's end). */
+  readonly onWriteError?: (error: unknown, count: number) => void;
 }
 
 interface Pending {
@@ -81,8 +84,8 @@ export class AuthFailureTracker {
   /** Seconds until a throttled address may call again, or 0 when it is not throttled. Cheap: one map lookup. */
   retryAfter(ip: string): number {
     const { limit, windowMs } = this.#deps.options;
-    if (limit === 0) return 0;
-    const entry = this.#addresses.get(ip);
+    if (limit === 0 || this.#addresses.size === 0) return 0;
+    const entry = this.#addresses.get(addressKey(ip));
     if (entry === undefined || entry.failures < limit) return 0;
     const left = entry.startedAt + windowMs - this.#deps.clock.now();
     return left > 0 ? Math.ceil(left / 1000) : 0;
@@ -92,12 +95,13 @@ export class AuthFailureTracker {
    * Notes a failure. Resolves once it is written when it is the first of its reason in the
    * window (an audit failure is then the caller's to report); at once otherwise.
    */
-  fail(ip: string, info: FailureInfo): Promise<void> | undefined {
+  fail(info: FailureInfo): Promise<void> | undefined {
     this.#deps.count(info.reason);
+    const ip = addressKey(info.ip);
     const now = this.#deps.clock.now();
     let entry = this.#addresses.get(ip);
     if (entry !== undefined && now - entry.startedAt >= this.#deps.options.windowMs) {
-      this.#flush(ip, entry);
+      this.#flush(entry);
       this.#addresses.delete(ip);
       entry = undefined;
     }
@@ -114,7 +118,9 @@ export class AuthFailureTracker {
       return undefined;
     }
     entry.reasons.set(info.reason, { count: 0, last: info });
-    return this.#deps.write({ sourceIp: ip, info, count: 1 });
+    // Counts of closed windows still being written go into the log first, so it reads in order.
+    if (this.#writes.size === 0) return this.#deps.write({ info, count: 1 });
+    return Promise.allSettled([...this.#writes]).then(() => this.#deps.write({ info, count: 1 }));
   }
 
   /** Writes the counts of every window that has closed. */
@@ -122,14 +128,14 @@ export class AuthFailureTracker {
     const now = this.#deps.clock.now();
     for (const [ip, entry] of this.#addresses) {
       if (now - entry.startedAt < this.#deps.options.windowMs) continue;
-      this.#flush(ip, entry);
+      this.#flush(entry);
       this.#addresses.delete(ip);
     }
   }
 
   /** Writes every count still held (shutdown) and waits for the writes. */
   async close(): Promise<void> {
-    for (const [ip, entry] of this.#addresses) this.#flush(ip, entry);
+    for (const entry of this.#addresses.values()) this.#flush(entry);
     this.#addresses.clear();
     while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
   }
@@ -143,20 +149,37 @@ export class AuthFailureTracker {
     const oldest = this.#addresses.keys().next();
     if (oldest.done === true) return;
     const entry = this.#addresses.get(oldest.value);
-    if (entry !== undefined) this.#flush(oldest.value, entry);
+    if (entry !== undefined) this.#flush(entry);
     this.#addresses.delete(oldest.value);
   }
 
-  #flush(ip: string, entry: AddressWindow): void {
+  /** Starts writing the window's held counts; `close()` and the next first failure wait for them. */
+  #flush(entry: AddressWindow): void {
     const window = { from: new Date(entry.startedAt).toISOString(), to: new Date(entry.startedAt + this.#deps.options.windowMs).toISOString() };
     for (const pending of entry.reasons.values()) {
       if (pending.count === 0) continue;
       const count = pending.count;
       pending.count = 0;
-      // Counts are not lost quietly: close() waits for these writes; a failed one is reported by the writer.
-      const write = this.#deps.write({ sourceIp: ip, info: pending.last, count, window }).catch(() => undefined);
+      // close() waits for these writes; one that fails is reported, not thrown at a caller.
+      const write = this.#deps.write({ info: pending.last, count, window }).catch((error: unknown) => this.#deps.onWriteError?.(error, count));
       this.#writes.add(write);
       void write.finally(() => this.#writes.delete(write));
     }
   }
+}
+
+/**
+ * What failures are counted by: an IPv4 address as it is (an IPv4-mapped IPv6 one as IPv4), an
+ * IPv6 address by its /64, the block one host is usually given, so a host cannot step through
+ * its addresses to escape the throttle. Cheap for IPv4, which most calls are.
+ */
+export function addressKey(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  const lower = ip.toLowerCase();
+  if (lower.startsWith('::ffff:') && lower.includes('.')) return lower.slice(7);
+  const [head = '', tail] = lower.split('::');
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? headGroups : [...headGroups, ...Array<string>(Math.max(8 - headGroups.length - tailGroups.length, 0)).fill('0'), ...tailGroups];
+  return `${groups.slice(0, 4).map((group) => group.replace(/^0+(?=.)/, '')).join(':')}::/64`;
 }

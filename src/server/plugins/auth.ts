@@ -12,7 +12,7 @@ import { parseKey } from '../../keys/index.js';
 import type { Store } from '../../store/index.js';
 import type { Clock } from '../../shared/clock.js';
 import { AppError } from '../../shared/errors.js';
-import type { AuthFailureTracker } from './auth-failures.js';
+import type { AuthFailureTracker, FailureInfo } from './auth-failures.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -109,6 +109,10 @@ function decideAccess(token: string, result: AuthResult, requirement: RequiredSc
   return { ok: true, principal: result.principal };
 }
 
+function failureInfo(request: FastifyRequest, reason: string, target: string | null): FailureInfo {
+  return { reason, target, ip: request.ip, requestId: request.id, method: request.method, route: request.routeOptions.url ?? null };
+}
+
 /**
  * Builds an onRequest hook that authenticates the caller and requires a scope, before any
  * body is read. It is callback-style and stays synchronous when the token's row is cached:
@@ -123,8 +127,7 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
   const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, denial: AccessDenial) => {
     if (denial.principal) request.principal = denial.principal;
     if (failures !== undefined && denial.action === 'auth.failed') {
-      const info = { reason: String(denial.data.reason), target: denial.target, requestId: request.id, method: request.method, route: request.routeOptions.url ?? null };
-      settle(done, denial.error, failures.fail(request.ip, info));
+      settle(done, denial.error, failures.fail(failureInfo(request, String(denial.data.reason), denial.target)));
       return;
     }
     recordAuditEvent(
@@ -142,11 +145,10 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
       reply.header('x-request-id', request.id);
       // A throttled address is refused before its token is looked at.
       const wait = failures === undefined ? 0 : failures.retryAfter(request.ip);
-      if (wait > 0) {
+      if (wait > 0 && failures !== undefined) {
         reply.header('retry-after', String(wait));
         const error = new AppError('ERR_RATE_LIMITED', `too many failed authentications from this address; try again in ${wait} s`);
-        const info = { reason: 'throttled', target: null, requestId: request.id, method: request.method, route: request.routeOptions.url ?? null };
-        settle(done, error, failures!.fail(request.ip, info));
+        settle(done, error, failures.fail(failureInfo(request, 'throttled', null)));
         return;
       }
       const decide = (decision: AccessDecision): void => {
