@@ -9,3 +9,14 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+/**
+ * The server will not start on what it found (a master key missing or not the database's, a
+ * data directory others can read): exit 1 with a message saying what to do.
+ */
+export class StartRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartRefusedError';
+  }
+}

@@ -1,6 +1,12 @@
-/** `keysmith init`: data directory, master key, migrations and a root token shown once. */
+/**
+ * `keysmith init`: data directory, master key, migrations and a root token shown once. A master
+ * key is made only for a new database; one that has data needs its own key given.
+ */
+import { keyCheckFingerprint, secureRandom } from '../crypto/index.js';
+import { systemClock } from '../shared/clock.js';
 import type { AppConfig } from './config.js';
-import { ensureDataDir, readRootToken, rootTokenPath, writeRootToken } from './data-dir.js';
+import { readRootToken, rootTokenPath, writeRootToken } from './data-dir.js';
+import { prepareStart } from './master-key-guard.js';
 import { openServices, type Services } from './services.js';
 
 export interface InitResult {
@@ -11,6 +17,8 @@ export interface InitResult {
   readonly rootTokenId?: string;
   readonly rootTokenFile: string;
   readonly migrations: string[];
+  /** The short form of the master key's check value the database holds (`kcv:…`). */
+  readonly masterKey: string;
 }
 
 export interface InitOptions {
@@ -19,13 +27,13 @@ export interface InitOptions {
 }
 
 export async function initialise(config: AppConfig, options: InitOptions = {}): Promise<InitResult> {
-  const created = ensureDataDir(config.dataDir);
-  const services = await openServices(config, { migrate: false });
+  const prepared = await prepareStart(config, { mode: 'init', clock: systemClock, random: secureRandom });
+  const { created, migrations } = prepared;
+  const services = await openServices(config, prepared.masterKey ? { masterKey: prepared.masterKey } : {});
   try {
-    const migrations = await services.store.migrate();
-    await services.kek.initialise();
     const token = await ensureRootToken(services, config, created || options.newRootToken === true);
-    return { dataDir: config.dataDir, created, rootTokenFile: rootTokenPath(config.dataDir), migrations, ...token };
+    const masterKey = prepared.keyCheck ? keyCheckFingerprint(prepared.keyCheck.check_value) : '';
+    return { dataDir: config.dataDir, created, rootTokenFile: rootTokenPath(config.dataDir), migrations, masterKey, ...token };
   } finally {
     await services.close();
   }

@@ -1,13 +1,17 @@
 /**
- * `keysmith serve`: refuses a master key others can read, initialises a new data directory on
- * first start (root token shown once), migrates, listens, and on stop drains requests and
- * flushes pending usage before closing the store.
+ * `keysmith serve`: refuses a master key others can read, a data directory or database others
+ * can use, and a missing or different master key for a database that has one; initialises a new
+ * data directory on first start (root token shown once), migrates, listens, and on stop drains
+ * requests and flushes pending usage before closing the store.
  */
 import type { FastifyInstance } from 'fastify';
+import { keyCheckFingerprint, secureRandom } from '../crypto/index.js';
 import { buildServer, createMetrics, REDACT_PATHS } from '../server/index.js';
+import { systemClock } from '../shared/clock.js';
 import type { AppConfig } from './config.js';
-import { ensureDataDir, rootTokenPath } from './data-dir.js';
+import { rootTokenPath } from './data-dir.js';
 import { ensureRootToken, type InitResult } from './init.js';
+import { prepareStart } from './master-key-guard.js';
 import { openServices, type Services } from './services.js';
 
 export interface RunningServer {
@@ -25,16 +29,23 @@ export interface StartOptions {
 }
 
 export async function startServer(config: AppConfig, options: StartOptions = {}): Promise<RunningServer> {
-  // A new data directory is initialised on the services this server runs on: one open, one migration.
-  const created = ensureDataDir(config.dataDir);
-  const services = await openServices(config);
+  const prepared = await prepareStart(config, { mode: 'serve', clock: systemClock, random: secureRandom });
+  const created = prepared.created;
+  const services = await openServices(config, prepared.masterKey ? { masterKey: prepared.masterKey } : {});
   let ready = true;
   let app: FastifyInstance;
   let init: InitResult | undefined;
   try {
     if (created) {
       const token = await ensureRootToken(services, config, true);
-      init = { dataDir: config.dataDir, created, rootTokenFile: rootTokenPath(config.dataDir), migrations: [], ...token };
+      init = {
+        dataDir: config.dataDir,
+        created,
+        rootTokenFile: rootTokenPath(config.dataDir),
+        migrations: prepared.migrations,
+        masterKey: prepared.keyCheck ? keyCheckFingerprint(prepared.keyCheck.check_value) : '',
+        ...token,
+      };
     }
     app = await buildServer({
       keys: services.keys,

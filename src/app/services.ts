@@ -1,10 +1,11 @@
 /** The composition root: configuration in, concrete services out. The only file that knows them all. */
-import { createKeyHasher, deriveSecret, secureRandom, type KekProvider } from '../crypto/index.js';
+import { createKeyHasher, deriveSecret, keyCheckFingerprint, masterKeyCheck, secureRandom, type KekProvider } from '../crypto/index.js';
 import { openKekProvider } from './kek-config.js';
 import { IncidentService, KeyService } from '../keys/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationPolicyService, type ConnectorRegistry } from '../rotation/index.js';
-import { createStore, type Store } from '../store/index.js';
+import { createStore, readRecordedKeyCheck, type Store } from '../store/index.js';
+import { StartRefusedError } from './defaults.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { RandomBytes } from '../shared/ids.js';
 import type { AppConfig } from './config.js';
@@ -47,6 +48,16 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
   const store = openStore(config);
   let kekProvider: KekProvider | undefined;
   try {
+    // Every way in (serve, init, offline commands) meets this: a key that is not the database's
+    // would answer NOT_FOUND for every key and fail every secret, or write what no one can read.
+    const recorded = await readRecordedKeyCheck(store);
+    const given = masterKeyCheck(masterKey);
+    if (recorded !== undefined && recorded.check_value !== given) {
+      throw new StartRefusedError(
+        `the master key given is ${keyCheckFingerprint(given)}, and ${store.description} was set up with ` +
+          `${keyCheckFingerprint(recorded.check_value)}; give it that key (master.key in the data directory or KEYSMITH_MASTER_KEY)`,
+      );
+    }
     if (options.migrate !== false) await store.migrate();
     kekProvider = options.kekProvider ?? openKekProvider(config.kek, masterKey, random);
   } catch (error) {

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { KeysmithApiError, KeysmithConnectionError } from '../sdk/index.js';
 import { MasterKeyError } from '../crypto/index.js';
-import { ConfigError } from '../app/defaults.js';
+import { ConfigError, StartRefusedError } from '../app/defaults.js';
 import { isAppError } from '../shared/errors.js';
 import { redactKeys } from '../shared/redact.js';
 import { RefusedError, UsageError, type Command, type CommandIO } from './command.js';
@@ -101,7 +101,7 @@ export async function runCli(args: readonly string[], io: RunOptions): Promise<n
       return fail(usage ? 2 : 1, error.error, error.message, { status: error.status, category: error.code, ...(error.problem.errors ? { errors: error.problem.errors } : {}) });
     }
     if (error instanceof RefusedError) return fail(error.exitCode, error.code, error.message);
-    if (error instanceof KeysmithConnectionError || error instanceof MasterKeyError) return fail(1, 'refused', error.message);
+    if (error instanceof KeysmithConnectionError || error instanceof MasterKeyError || error instanceof StartRefusedError) return fail(1, 'refused', error.message);
     if (error instanceof ConfigError) return fail(2, 'usage', error.message);
     if (isAppError(error)) return fail(error.status === 400 ? 2 : 1, error.code, error.message);
     const message = error instanceof Error ? error.message : String(error);

@@ -6,6 +6,9 @@ export {
   readMasterKeyFile,
   decodeMasterKey,
   deriveSecret,
+  masterKeyCheck,
+  keyCheckFingerprint,
+  KEY_CHECK_SCHEME,
 } from './master-key.js';
 export { createKeyHasher, CURRENT_HASH_VERSION, type KeyHasher } from './key-hasher.js';
 export type { KekProvider } from './kek-provider.js';

@@ -3,7 +3,7 @@
  * Every server secret is derived from it with HKDF, so the database alone is never enough to
  * test a guessed key.
  */
-import { hkdfSync, randomBytes } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { AppError } from '../shared/errors.js';
 
@@ -48,4 +48,22 @@ export function decodeMasterKey(text: string, source: string): Buffer {
 export function deriveSecret(masterKey: Uint8Array, purpose: string): Buffer {
   if (masterKey.length !== MASTER_KEY_BYTES) throw new AppError('ERR_INTERNAL', 'master key has the wrong size');
   return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), `keysmith:${purpose}`, 32));
+}
+
+/** How the key check value is made; recorded beside it so it can change later. */
+export const KEY_CHECK_SCHEME = 'hmac-sha256:v1';
+const KEY_CHECK_LABEL = 'keysmith master key check value';
+
+/**
+ * The key check value the database keeps (as HSMs keep a KCV): an HMAC of a fixed label under a
+ * secret derived from the master key. It tells a server whether it holds the database's master
+ * key without holding the key; with 256-bit keys it helps no one guess one.
+ */
+export function masterKeyCheck(masterKey: Uint8Array): string {
+  return createHmac('sha256', deriveSecret(masterKey, 'key-check:v1')).update(KEY_CHECK_LABEL).digest('hex');
+}
+
+/** A short form of a key check value for messages and `init` output: `kcv:` and 16 hex digits. */
+export function keyCheckFingerprint(check: string): string {
+  return `kcv:${check.slice(0, 16)}`;
 }

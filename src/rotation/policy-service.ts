@@ -6,11 +6,12 @@
  * make exactly one of two racing writers win; the other gets a version conflict.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { appendAudit, type ActorContext, type AuditEventInput } from '../audit/index.js';
+import { appendAudit, recordAuditEvent, type ActorContext, type AuditEventInput } from '../audit/index.js';
 import type { Database, RotationPoliciesTable } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import { AppError } from '../shared/errors.js';
 import { changedFields } from './plan.js';
+import { policyNeedsByField, unmetNeeds } from './policy-grant.js';
 import { createPolicyValidator, type ConnectorSettingsCheck, type PolicyLimits, type PolicyValidator, type RotationPolicy } from './policy.js';
 
 export interface RotationPolicyServiceDeps {
@@ -36,6 +37,14 @@ export interface PutPolicyResult {
   readonly created: boolean;
   /** Field paths that changed; empty for a put that changed nothing. */
   readonly changes: string[];
+}
+
+/**
+ * Who puts a policy: the caller and the scopes its token holds. The policy acts as this author
+ * later (the author is `updatedBy`, a token's key id), so it may need no scope the author lacks.
+ */
+export interface PolicyAuthor extends ActorContext {
+  readonly scopes: readonly string[];
 }
 
 export interface DeletedPolicy {
@@ -68,8 +77,12 @@ export class RotationPolicyService {
     return recordOf(row);
   }
 
-  /** Creates or replaces the policy `name`; `version` 0 means it must not exist yet, n that n is stored. */
-  async put(ctx: ActorContext, name: string, input: unknown, version?: number): Promise<PutPolicyResult> {
+  /**
+   * Creates or replaces the policy `name`; `version` 0 means it must not exist yet, n that n is
+   * stored. Refused (403, with an auth.denied event) when the policy needs a scope its author
+   * does not hold: a policy never holds more than its author.
+   */
+  async put(ctx: PolicyAuthor, name: string, input: unknown, version?: number): Promise<PutPolicyResult> {
     const checked = this.#validator.check(input);
     if (!checked.ok) {
       const details = checked.problems.slice(0, 20).map((problem) => ({ field: ['policy', ...problem.path].join('.'), message: problem.message }));
@@ -77,6 +90,7 @@ export class RotationPolicyService {
     }
     const policy = checked.policy;
     if (policy.name !== name) throw new AppError('ERR_ROTATION_POLICY_NAME_MISMATCH', `the policy is named "${policy.name}" but the URL names "${name.slice(0, 64)}"`);
+    await this.#requireGrant(ctx, policy);
     return this.#transaction<PutPolicyResult>(ctx, async (trx, now) => {
       const row = await trx.selectFrom('rotation_policies').selectAll().where('name', '=', name).executeTakeFirst();
       if (version !== undefined && version !== (row?.version ?? 0)) throw versionConflict(name, version, row ? `it is at version ${row.version}` : 'it does not exist');
@@ -114,6 +128,23 @@ export class RotationPolicyService {
       const deleted = await trx.deleteFrom('rotation_policies').where('name', '=', name).where('version', '=', row.version).executeTakeFirst();
       if (Number(deleted.numDeletedRows) !== 1) throw versionConflict(name, row.version, 'it changed meanwhile');
       return { result: { name, deleted: true, version: row.version }, audit: [auditEvent('rotation.policy.deleted', recordOf(row).policy, row.version)] };
+    });
+  }
+
+  async #requireGrant(author: PolicyAuthor, policy: RotationPolicy): Promise<void> {
+    const unmet = unmetNeeds(author.scopes, policyNeedsByField(policy));
+    if (unmet.length === 0) return;
+    const scopes = unmet.map((need) => need.scope);
+    const now = new Date(this.#deps.clock.now()).toISOString();
+    await recordAuditEvent(
+      this.#deps.db,
+      author,
+      { action: 'auth.denied', target: `rotation-policy:${policy.name}`, data: { requiredScope: scopes[0]!, requiredScopes: scopes, fields: unmet.map((need) => `policy.${need.field}`), action: 'rotation.policy.put' } },
+      now,
+    );
+    const list = unmet.map((need) => `"${need.scope}" (policy.${need.field})`).join(', ');
+    throw new AppError('ERR_FORBIDDEN', `a policy may not do more than its author: this token lacks ${list}`, {
+      details: unmet.slice(0, 20).map((need) => ({ field: `policy.${need.field}`, message: `needs the scope ${need.scope}` })),
     });
   }
 

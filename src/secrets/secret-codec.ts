@@ -3,6 +3,7 @@
  * sealed value to its secret, version and type, so a ciphertext copied onto another row, or
  * read as the other type, fails to open instead of answering with the wrong value.
  */
+import { createHmac } from 'node:crypto';
 import { SECRET_VALUE_MAX_BYTES } from '../contract/index.js';
 import { AppError } from '../shared/errors.js';
 
@@ -32,4 +33,9 @@ export function decodeValue(type: ValueType, bytes: Buffer): SecretValue {
 
 export function valueAad(secretId: string, version: number, type: ValueType): Buffer {
   return Buffer.from(`keysmith:secret:v1:${secretId}:${version}:${type}`, 'utf8');
+}
+
+/** Keyed MAC of a value, kept to answer idempotent retries (and to tell a master key is the vault's). */
+export function valueDigest(digestKey: Uint8Array, type: ValueType, bytes: Uint8Array): string {
+  return createHmac('sha256', digestKey).update(type).update('\u0000').update(bytes).digest('base64url');
 }

@@ -8,7 +8,7 @@
  * each read), kept honest across servers by the audit change feed, and counted per version and
  * reader for `readers`.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { appendAudit, ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/index.js';
 import { openEnvelope, sealEnvelope, type Envelope } from '../crypto/index.js';
@@ -19,7 +19,7 @@ import type { Clock } from '../shared/clock.js';
 import { parseDuration } from '../shared/duration.js';
 import { AppError } from '../shared/errors.js';
 import { newKeyIdBody, type RandomBytes } from '../shared/ids.js';
-import { decodeValue, encodeValue, valueAad, type SecretValue, type ValueType } from './secret-codec.js';
+import { decodeValue, encodeValue, valueAad, valueDigest, type SecretValue, type ValueType } from './secret-codec.js';
 import { assertSecretPath } from './secret-path.js';
 import { envelopeOf, type KekService } from './kek-service.js';
 import { ReadTally } from './read-tally.js';
@@ -656,7 +656,7 @@ export class SecretService {
   }
 
   #digest(type: ValueType, bytes: Buffer): string {
-    return createHmac('sha256', this.#deps.digestKey).update(type).update('\u0000').update(bytes).digest('base64url');
+    return valueDigest(this.#deps.digestKey, type, bytes);
   }
 
   /** The secret with its stages, from the cache when fresh; absent and deleted ones throw. */

@@ -42,6 +42,7 @@ import { rotationPolicyRoutes } from './routes/rotation/policies.js';
 import { rotationRunRoutes } from './routes/rotation/runs.js';
 import { incidentRoutes } from './routes/incidents/incidents.js';
 import { publicOpenApi } from './openapi-paths.js';
+import { recordRouteScopes } from './route-scopes.js';
 import { createEventStreams, eventsRoute } from './routes/events/stream.js';
 import { AuditTail, recordAuditEvent } from '../audit/index.js';
 import { AuthFailureTracker, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './plugins/auth-failures.js';
@@ -194,6 +195,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, jsonParser);
 
+  // Before swagger and the routes: each route's guard gives its OpenAPI security and the scope matrix.
+  recordRouteScopes(app);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -202,7 +205,11 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
         version: deps.version ?? '0.1.0',
         description: 'Issue, verify, rotate and revoke API keys; keep versioned, envelope-encrypted secrets; every change is in a hash-chained audit log.',
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'A management token (ksm_…); each operation names the scope it needs. See docs/scopes.md.' },
+        },
+      },
       security: [{ bearer: [] }],
     },
   });

@@ -1,3 +1,5 @@
 export { buildServer, BODY_LIMIT, DEFAULT_TIMEOUTS, REDACT_PATHS, type ServerDeps, type EventStreamOptions, type ServerTimeouts } from './build-server.js';
 export { createMetrics, type ServerMetrics } from './plugins/metrics.js';
 export { DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './plugins/auth-failures.js';
+export { publicRoute, type RouteScope } from './route-scopes.js';
+export { requirementLabel, type ScopeRequirement } from './plugins/auth.js';

@@ -2,7 +2,7 @@
  * Opens the store: SQLite (better-sqlite3, WAL, synchronous=FULL so an acknowledged write
  * survives a crash) by default, or PostgreSQL through `pg` for several nodes.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
@@ -45,7 +45,17 @@ export function createStore(options: StoreOptions): Store {
 }
 
 function openSqlite(file: string): { db: Kysely<Database>; description: string } {
-  mkdirSync(dirname(file), { recursive: true });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  // SQLite gives its -wal and -shm files the mode of the database file, so creating that file
+  // 0600 here (whatever the umask) keeps all three private.
+  if (!existsSync(file)) {
+    try {
+      closeSync(openSync(file, 'wx', 0o600));
+      chmodSync(file, 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
   const database = new SqliteDatabase(file);
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = FULL');

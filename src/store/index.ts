@@ -14,6 +14,8 @@ export type {
   RotationRevocationsTable,
   LeasesTable,
   IncidentsTable,
+  MasterKeyCheckTable,
 } from './schema.js';
 export { migrations } from './migrations/index.js';
 export { isUniqueViolation } from './errors.js';
+export { readKeyCheckState, readRecordedKeyCheck, recordKeyCheck, tableExists, type KeyCheckState, type RecordedKeyCheck } from './master-key-check.js';

@@ -213,6 +213,14 @@ export interface LeasesTable {
   expires_at: string;
 }
 
+export interface MasterKeyCheckTable {
+  id: number;
+  scheme: string;
+  check_value: string;
+  origin: 'new' | 'verified' | 'unverified';
+  created_at: string;
+}
+
 export interface IncidentsTable {
   /** `inc_` + 22 base62 characters. */
   id: string;
@@ -254,5 +262,6 @@ export interface Database {
   rotation_revocations: RotationRevocationsTable;
   leases: LeasesTable;
   incidents: IncidentsTable;
+  master_key_check: MasterKeyCheckTable;
 }
 

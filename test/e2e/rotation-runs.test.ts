@@ -6,10 +6,8 @@
  */
 import { join } from 'node:path';
 import pg from 'pg';
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, makeTempDir, removeTempDirs, startServer, stopAll, ISSUED_KEY_RE, type TestServer } from './support.js';
-import { postgresUrl } from '../support/databases.js';
+import { ensureBuilt, freshDatabase, makeTempDir, removeTempDirs, startServer, stopAll, waitFor, ISSUED_KEY_RE, type TestServer } from './support.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
 import { startHealthEndpoint, vendorAccepts, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
 
@@ -48,37 +46,6 @@ async function api<T = any>(server: TestServer, method: string, path: string, bo
   });
   const text = await response.text();
   return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
-
-/** A new PostgreSQL database for one test, dropped afterwards. */
-async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `ks_e2e_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: postgresUrl() });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(postgresUrl());
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const dropper = new pg.Client({ connectionString: postgresUrl() });
-      await dropper.connect();
-      await dropper.query(`drop database if exists ${name} with (force)`);
-      await dropper.end();
-    },
-  };
-}
-
-async function waitFor<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let value = await read();
-  while (!done(value)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value).slice(0, 2000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    value = await read();
-  }
-  return value;
 }
 
 describe('rotation runs from the CLI', { timeout: 120_000 }, () => {
@@ -123,8 +90,27 @@ describe('rotation runs from the CLI', { timeout: 120_000 }, () => {
   });
 });
 
+/**
+ * After the restart, the health endpoint answers `afterRestart` to every probe, so exactly one
+ * outcome is right: 200 → the interrupted test step passes when run again and the run is done;
+ * 503 → it fails before promote, so the new credential is discarded (revoked at the vendor) and
+ * the run fails with the old credential still current.
+ */
+const CRASH_CASES = [
+  {
+    afterRestart: 200,
+    status: 'done',
+    timeline: [['create', 'ok'], ['set', 'ok'], ['test', 'ok'], ['promote', 'ok'], ['gate', 'ok'], ['finish', 'revoked old']],
+  },
+  {
+    afterRestart: 503,
+    status: 'failed',
+    timeline: [['create', 'ok'], ['set', 'ok'], ['test', 'failed'], ['discard', 'ok'], ['finish', 'revoked new']],
+  },
+] as const;
+
 describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s]', { timeout: 120_000 }, (dialect) => {
-  it('resumes the run on restart; the vendor ends with exactly the key the vault calls current', async () => {
+  it.each(CRASH_CASES)('resumes the run on restart (health $afterRestart → $status); the vendor ends with exactly the key the vault calls current', async ({ afterRestart, status, timeline }) => {
     const dataDir = join(makeTempDir('crash'), 'data');
     const database = dialect === 'postgres' ? await freshDatabase() : undefined;
     const args = database ? ['--database', database.url] : [];
@@ -145,6 +131,7 @@ describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s
       expect((await api(server, 'PUT', '/v1/rotation/policies/acme', { policy })).status).toBe(201);
 
       // The test step's health probe is held: the server is killed in the middle of it.
+      health.answer(200);
       health.hold();
       const started = await api(server, 'POST', '/v1/rotations', { policy: 'acme', reason: 'drill' });
       expect(started.status).toBe(201);
@@ -153,7 +140,7 @@ describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s
       const atCrash = await api(server, 'GET', `/v1/rotations/${runId}`);
       expect(atCrash.body).toMatchObject({ status: 'running', step: 'test' });
       await server.crash();
-      health.answer(200);
+      health.answer(afterRestart);
       health.release();
 
       server = await startServer(dataDir, args, FAST_ENGINE);
@@ -162,16 +149,20 @@ describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s
         async () => (await api(server, 'GET', `/v1/rotations/${runId}`)).body,
         (run) => run.status !== 'running' && run.revocations.every((revocation: { status: string }) => revocation.status !== 'waiting'),
       );
-      expect(['done', 'rolled_back']).toContain(finished.status);
-      expect(finished.timeline.map((step: { step: string }) => step.step).slice(0, 3)).toEqual(['create', 'set', 'test']);
+      health.answer(200);
+      expect(finished.status, JSON.stringify(finished.timeline)).toBe(status);
+      expect(finished.timeline.map((step: { step: string; outcome: string }) => [step.step, step.outcome])).toEqual(timeline);
       const current = (await api(server, 'GET', '/v1/secrets/vendors/acme/api-key')).body.value as string;
+      expect(current === seeded.secret).toBe(status === 'failed');
       expect(vendor.activeKeys().map((key) => key.secret)).toEqual([current]);
       expect(await vendorAccepts(vendor, current)).toBe(true);
-      if (finished.status === 'done') expect(await vendorAccepts(vendor, seeded.secret)).toBe(false);
       // Exactly one vendor key was made for the run, however often its create ran.
-      expect(vendor.keys().filter((key) => key.name === `keysmith-${runId}`)).toHaveLength(1);
+      const made = vendor.keys().filter((key) => key.name === `keysmith-${runId}`);
+      expect(made).toHaveLength(1);
+      expect(await vendorAccepts(vendor, status === 'done' ? seeded.secret : made[0]!.secret)).toBe(false);
       await server.stop();
     } finally {
+      health.answer(200);
       await database?.drop();
     }
   });
@@ -204,8 +195,19 @@ describe('two servers on one PostgreSQL database', { timeout: 120_000 }, () => {
         async () => (await api(second, 'GET', '/v1/rotations?limit=100')).body.data as Array<{ id: string; target: { id: string }; step: string; trigger: string }>,
         (data) => data.length >= ids.length && data.every((run) => run.step === 'gate'),
       );
-      // A few more ticks on both servers change nothing.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // More ticks change nothing. Waited for, not slept: the scheduler lease has been renewed
+      // (a scheduling pass) and every run's traffic gate looked at again, well after that moment.
+      const seen = Date.now();
+      const leaseAt = async () => Date.parse((await db.query(`select expires_at from leases where name = 'rotation-scheduler'`)).rows[0]?.expires_at ?? '0');
+      const firstLease = await leaseAt();
+      await waitFor(
+        'three more scheduling passes and gate checks',
+        async () => ({
+          lease: await leaseAt(),
+          oldestNextAt: Date.parse((await db.query(`select min(next_at) as at from rotation_runs where status = 'running'`)).rows[0].at),
+        }),
+        ({ lease, oldestNextAt }) => lease >= firstLease + 3 * Number(FAST_ENGINE.KEYSMITH_ROTATION_SCHEDULE_MS) && oldestNextAt > seen + 3 * Number(FAST_ENGINE.KEYSMITH_ROTATION_TRAFFIC_CHECK_MS),
+      );
       const after = (await api(first, 'GET', '/v1/rotations?limit=100')).body.data as typeof runs;
       expect(after).toHaveLength(ids.length);
       expect(after.map((run) => run.target.id).sort()).toEqual([...ids].sort());

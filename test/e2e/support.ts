@@ -7,10 +7,13 @@
  * it once if it is missing when the e2e files are run on their own.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { postgresUrl } from '../support/databases.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = join(ROOT, 'dist', 'cli', 'main.js');
@@ -257,3 +260,35 @@ export async function stopAll(): Promise<void> {
 
 /** Issued keys and tokens look like `<prefix>_<live|test>_<22 id chars>_<secret+checksum>`. */
 export const ISSUED_KEY_RE = /\b[a-z][a-z0-9]{1,15}_(?:live|test)_[0-9A-Za-z]{22}_[0-9A-Za-z]{49}\b/g;
+
+/** A new PostgreSQL database for one test (for `--database`), dropped by `drop()` even if a server still holds it. */
+export async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `ks_e2e_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: postgresUrl() });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(postgresUrl());
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const dropper = new pg.Client({ connectionString: postgresUrl() });
+      await dropper.connect();
+      await dropper.query(`drop database if exists ${name} with (force)`);
+      await dropper.end();
+    },
+  };
+}
+
+/** Reads until `done` holds (a condition, never a fixed sleep); fails with the last value after `timeoutMs`. */
+export async function waitFor<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+  while (!done(value)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value).slice(0, 2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    value = await read();
+  }
+  return value;
+}

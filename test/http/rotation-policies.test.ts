@@ -155,7 +155,11 @@ describeEachDialect('/v1/rotation/policies', (dialect) => {
       expect(events.length).toBeGreaterThan(0);
       expect(((await ctx().request({ method: 'GET', url: url(name) })).json() as RotationPolicyRecordWire).version).toBe(1);
       expect((await ctx().request({ method: 'GET', url: url(name), token: reader })).statusCode).toBe(200);
-      const writer = await ctx().token(['rotation:write']);
+      // rotation:write alone no longer puts a policy: it runs as its author, who needs what it does.
+      const writeOnly = await ctx().token(['rotation:write']);
+      const refused = expectProblem(await put(name, keyPolicy(name, { overlap: '2d' }), {}, writeOnly), 403, 'ERR_FORBIDDEN');
+      expect(refused.detail).toContain('rotation:run');
+      const writer = await ctx().token(['rotation:write', 'rotation:run', 'keys:rotate']);
       expect((await put(name, keyPolicy(name, { overlap: '2d' }), {}, writer)).statusCode).toBe(200);
     });
 

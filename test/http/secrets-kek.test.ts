@@ -2,6 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import type { KekStatusWire, PutSecretResultWire, SecretVersionsWire } from '../../src/contract/index.js';
 import { describeEachDialect } from '../support/databases.js';
+import { createLocalKekProvider, secureRandom } from '../../src/crypto/index.js';
+import { TEST_MASTER_KEY } from '../support/context.js';
+import { faultyKekProvider } from '../support/faulty-kek.js';
 import { auditAfter, auditHead, expectProblem, unique, useContext } from './helpers.js';
 
 describeEachDialect('key-encryption key routes', (dialect) => {
@@ -103,5 +106,39 @@ describeEachDialect('key-encryption key routes', (dialect) => {
       expectProblem(await ctx().request({ method: 'POST', url: '/v1/kek/rotate', token: null }), 401);
       expect((await status()).currentVersion).toBe(before);
     });
+  });
+});
+
+describeEachDialect('key-encryption key routes when the provider fails mid re-wrap', (dialect) => {
+  const provider = faultyKekProvider(createLocalKekProvider(TEST_MASTER_KEY, secureRandom));
+  const ctx = useContext(dialect, { kekProvider: provider });
+
+  it('rotate still answers 201; status shows the keys left, retire is refused, reads work; the next run finishes', async () => {
+    const path = `${unique('kek-fault')}/a`;
+    for (const value of ['one', 'two', 'three']) expect((await ctx().request({ method: 'PUT', url: `/v1/secrets/${path}`, body: { value } })).statusCode).toBe(201);
+    const head = await auditHead(ctx());
+    // The background job is held back so the test observes the very run the fault hits.
+    await ctx().kek.stop();
+    const rotated = await ctx().request({ method: 'POST', url: '/v1/kek/rotate' });
+    expect(rotated.statusCode, rotated.body).toBe(201);
+    const total = (rotated.json() as KekStatusWire).rewrap.total;
+    provider.failOn('unwrapKey', 2);
+    ctx().kek.start();
+    await expect(ctx().kek.kick()).rejects.toMatchObject({ code: 'ERR_KEK_UNAVAILABLE' });
+
+    const cut = await ctx().request({ method: 'GET', url: '/v1/kek' });
+    expect(cut.statusCode).toBe(200);
+    // One batch (the default size holds every key here), failed whole: nothing moved.
+    expect((cut.json() as KekStatusWire).rewrap).toMatchObject({ running: false, toVersion: 2, remaining: total });
+    expectProblem(await ctx().request({ method: 'POST', url: '/v1/kek/versions/1/retire' }), 409, 'ERR_KEK_VERSION_IN_USE');
+    ctx().secrets.clearCache();
+    expect((await ctx().request({ method: 'GET', url: `/v1/secrets/${path}?version=1` })).json()).toMatchObject({ value: 'one' });
+
+    await ctx().kek.kick();
+    expect(((await ctx().request({ method: 'GET', url: '/v1/kek' })).json() as KekStatusWire).rewrap).toMatchObject({ running: false, remaining: 0 });
+    expect((await ctx().request({ method: 'POST', url: '/v1/kek/versions/1/retire' })).statusCode).toBe(200);
+    expect((await ctx().request({ method: 'GET', url: `/v1/secrets/${path}?version=2` })).json()).toMatchObject({ value: 'two' });
+    const actions = (await auditAfter(ctx(), head)).map((e) => e.action).filter((a) => a.startsWith('kek.'));
+    expect(actions).toEqual(['kek.rotated', 'kek.rewrapped', 'kek.retired']);
   });
 });

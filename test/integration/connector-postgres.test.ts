@@ -12,6 +12,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConnectorError, PostgresConnector, quoteIdentifier, scramMatches, type ConnectorContext, type Credential } from '../../src/rotation/connectors/index.js';
 import { postgresUrl } from '../support/databases.js';
+import { waitUntil } from '../support/wait.js';
 
 const url = postgresUrl();
 const pgQuery = pg.Client.prototype.query;
@@ -123,8 +124,13 @@ function creds(credential: Credential): { username: string; password: string } {
     let attempts = 0;
     const failures: string[] = [];
 
-    const client = async (): Promise<void> => {
+    /** Per loop: the credential its attempt in progress uses, and how many attempts it has finished. */
+    const using: Credential[] = [];
+    const finished: number[] = [];
+    const client = async (n: number): Promise<void> => {
+      finished[n] = 0;
       while (!stop) {
+        using[n] = current;
         const { username, password } = creds(current);
         attempts += 1;
         try {
@@ -138,11 +144,11 @@ function creds(credential: Credential): { username: string; password: string } {
         } catch (error) {
           failures.push((error as Error).message);
         }
+        finished[n]! += 1;
       }
     };
-    const loops = [client(), client()];
+    const loops = [client(0), client(1)];
 
-    const GRACE_MS = 150; // time for clients to re-read the vault before the old role is revoked
     const roles: string[] = [];
     for (let i = 0; i < 5; i++) {
       const made = await connector.create(ctx(current, `rot_loop_${i}`));
@@ -150,9 +156,13 @@ function creds(credential: Credential): { username: string; password: string } {
       const old = current;
       current = made.credential; // promote: the flip
       roles.push(creds(current).username);
-      await new Promise((r) => setTimeout(r, GRACE_MS));
+      // The grace clients get to re-read the vault: the old role is revoked once every loop has
+      // moved on to the new credential (no attempt with the old one is still in flight).
+      await waitUntil('every client to use the new credential', () => using.every((credential) => credential === current));
       await connector.revoke(ctx(current), old);
-      await new Promise((r) => setTimeout(r, 100));
+      // Each loop then connects at least once, from start to end, with the old role revoked.
+      const seen = [...finished];
+      await waitUntil('every client to connect after the revoke', () => finished.every((count, n) => count >= seen[n]! + 2));
     }
     stop = true;
     await Promise.all(loops);

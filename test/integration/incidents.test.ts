@@ -9,6 +9,7 @@ import { createKeyHasher, secureRandom } from '../../src/crypto/index.js';
 import { AppError } from '../../src/shared/errors.js';
 import { TEST_MASTER_KEY, createTestContext, type TestContext } from '../support/context.js';
 import { describeEachDialect } from '../support/databases.js';
+import { INJECTED_FAULT, failUpdatesOf, literal } from '../support/db-faults.js';
 
 const actor = { actor: 'key_incidenttester000000000', requestId: 'req_inc', sourceIp: '127.0.0.1' };
 
@@ -231,6 +232,85 @@ describeEachDialect('incidents on a real database', (dialect) => {
       await expect(serviceWith(failing('successorOf', 1, new AppError('ERR_INTERNAL', 'early'))).rotate(actor, 'owner=fail-rotate-early', 'x', '1h')).rejects.toThrow('early');
       const opened = (await events(seq)).find((e) => e.action === 'incident.opened')!;
       expect(await incidents.get(opened.target!)).toMatchObject({ select: 'owner=fail-rotate-early', status: 'failed', keyCount: 0, failure: 'early' });
+    });
+  });
+
+  describe('when the database fails a batch inside its transaction', () => {
+    it("revoke: that batch's keys still verify VALID, earlier batches REVOKED, the incident failed; a rerun finishes", async () => {
+      const issued = await Promise.all(Array.from({ length: 8 }, () => issue('db-fail-revoke')));
+      const byId = new Map(issued.map((k) => [k.record.id, k]));
+      // The executor works in plan order: batches of 3 are keys 0–2, 3–5 and 6–7 of this list.
+      const planned = (await incidents.plan('revoke', 'owner=db-fail-revoke')).keys.map((k) => byId.get(k.id)!);
+      expect(planned).toHaveLength(8);
+      // Cached first: the verdicts below must come through verify's cache, not only the table.
+      for (const k of planned) expect((await ctx.keys.verify({ key: k.key })).code).toBe('VALID');
+      const fault = await failUpdatesOf(
+        ctx.store.db,
+        dialect,
+        'api_keys',
+        `OLD.id = ${literal(planned[4]!.record.id)} AND NEW.revoked_at IS NOT NULL`,
+        'fail_incident_revoke',
+      );
+      const seq = await head();
+      try {
+        await expect(incidents.revoke(actor, 'owner=db-fail-revoke', 'db fault drill')).rejects.toThrow(INJECTED_FAULT);
+      } finally {
+        await fault.remove();
+      }
+      const codes = [];
+      for (const k of planned) codes.push((await ctx.keys.verify({ key: k.key })).code);
+      expect(codes).toEqual(['REVOKED', 'REVOKED', 'REVOKED', 'VALID', 'VALID', 'VALID', 'VALID', 'VALID']);
+      expect((await ctx.keys.get(planned[3]!.record.id)).status).toBe('active');
+
+      const written = await events(seq);
+      const opened = written.find((e) => e.action === 'incident.opened')!;
+      expect(await incidents.get(opened.target!)).toMatchObject({ status: 'failed', keyCount: 3, plannedCount: 8, failure: 'internal error', finishedAt: expect.any(String) });
+      expect(written.filter((e) => e.action === 'key.revoked').map((e) => e.target).sort()).toEqual(planned.slice(0, 3).map((k) => k.record.id).sort());
+      expect(written.at(-1)).toMatchObject({ action: 'incident.closed', target: opened.target, data: { status: 'failed', keys: 3 } });
+      expect(JSON.stringify(written)).not.toContain(INJECTED_FAULT);
+      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+
+      const again = await incidents.revoke(actor, 'owner=db-fail-revoke', 'db fault drill');
+      expect(again.incident).toMatchObject({ status: 'done', keyCount: 5, plannedCount: 5 });
+      for (const k of planned) expect((await ctx.keys.verify({ key: k.key })).code).toBe('REVOKED');
+    });
+
+    it('rotate: that batch rolls back (no successor, old keys unrotated), earlier successors verify, the incident failed', async () => {
+      const issued = await Promise.all(Array.from({ length: 5 }, () => issue('db-fail-rotate')));
+      const byId = new Map(issued.map((k) => [k.record.id, k]));
+      // Batches of 2: keys 0–1, 2–3 and 4.
+      const planned = (await incidents.plan('rotate', 'owner=db-fail-rotate')).keys.map((k) => byId.get(k.id)!);
+      for (const k of planned) expect((await ctx.keys.verify({ key: k.key })).code).toBe('VALID');
+      // Fails the second batch at its last statement but the audit: its successors are inserted by then.
+      const fault = await failUpdatesOf(
+        ctx.store.db,
+        dialect,
+        'api_keys',
+        `OLD.id = ${literal(planned[3]!.record.id)} AND NEW.replaced_by IS NOT NULL`,
+        'fail_incident_rotate',
+      );
+      let result;
+      try {
+        result = await incidents.rotate(actor, 'owner=db-fail-rotate', 'db fault drill', '1h');
+      } finally {
+        await fault.remove();
+      }
+      expect(result.incident).toMatchObject({ status: 'failed', keyCount: 2, plannedCount: 5, failure: 'internal error' });
+      expect(result.keys.map((k) => k.replaces)).toEqual(planned.slice(0, 2).map((k) => k.record.id));
+      for (const next of result.keys) {
+        expect(await ctx.keys.verify({ key: next.key })).toMatchObject({ code: 'VALID', keyId: next.id });
+        expect(await ctx.keys.verify({ key: byId.get(next.replaces)!.key })).toMatchObject({ code: 'VALID', rotation: { replacedBy: next.id } });
+      }
+      for (const old of planned.slice(2)) {
+        const verdict = await ctx.keys.verify({ key: old.key });
+        expect(verdict.code).toBe('VALID');
+        expect(verdict).not.toHaveProperty('rotation');
+        expect(await ctx.keys.get(old.record.id)).toMatchObject({ status: 'active', replacedBy: null });
+      }
+      // The rolled-back batch left no successor rows behind.
+      const successors = await ctx.store.db.selectFrom('api_keys').select('replaces').where('replaces', 'in', planned.map((k) => k.record.id)).execute();
+      expect(successors.map((row) => row.replaces).sort()).toEqual(planned.slice(0, 2).map((k) => k.record.id).sort());
+      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
     });
   });
 

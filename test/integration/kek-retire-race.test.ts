@@ -5,11 +5,14 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import pg from 'pg';
 import { createLocalKekProvider, secureRandom } from '../../src/crypto/index.js';
 import { KekService } from '../../src/secrets/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import { AppError } from '../../src/shared/errors.js';
-import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
+import { createTestStore, describeEachDialect, postgresUrl, type TestStore } from '../support/databases.js';
+import { waitUntil } from '../support/wait.js';
 
 const ctx = { actor: 'key_tester00000000000000000' };
 const NOW = '2026-11-01T00:00:00.000Z';
@@ -35,8 +38,10 @@ describeEachDialect('KEK retire and a racing write', (dialect) => {
     const released = new Promise<void>((resolve) => (release = resolve));
     const { db } = testStore.store;
 
+    let writerPid = 0;
     const write = db.transaction().execute(async (trx) => {
       const version = await kek.versionForWrite(trx);
+      if (dialect === 'postgres') writerPid = Number((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]!.pid);
       picked();
       await released;
       await trx
@@ -53,8 +58,44 @@ describeEachDialect('KEK retire and a racing write', (dialect) => {
     // The rotation inserts version 2 beside the held row (on SQLite it waits for the writer).
     const rotating = kek.rotate(ctx);
     await kek.stop(); // no re-wrap job here: only the write and retire race
-    const retiring = rotating.then(() => kek.retire(ctx, 1));
-    setTimeout(release, 200);
+    let rotated = false;
+    let retireSettled = false;
+    const retiring = rotating
+      .then(() => {
+        rotated = true;
+        return kek.retire(ctx, 1);
+      })
+      .finally(() => {
+        retireSettled = true;
+      });
+    // Awaited below; handled here too so a failed wait does not also report an unhandled rejection.
+    retiring.catch(() => undefined);
+    try {
+      if (dialect === 'postgres') {
+        // The write commits only once retire is blocked on the version row the write holds: the
+        // interleaving this test is about, forced rather than hoped for. Without the share lock,
+        // retire would finish first (and retire version 1), and this wait would fail.
+        const probe = new pg.Client({ connectionString: postgresUrl() });
+        await probe.connect();
+        try {
+          await waitUntil('retire to wait for the writer\'s lock', async () => {
+            if (retireSettled) throw new Error('retire finished while the write was still open');
+            const { rows } = await probe.query('select count(*)::int as n from pg_stat_activity where $1 = any(pg_blocking_pids(pid))', [writerPid]);
+            return rows[0].n > 0;
+          });
+        } finally {
+          await probe.end();
+        }
+        expect(rotated).toBe(true);
+      } else {
+        // One connection, one writer: rotate (and retire after it) queue behind the open write.
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(rotated).toBe(false);
+      }
+    } finally {
+      // Let the write go even when the interleaving was not reached, so the test ends.
+      release();
+    }
     expect(await write).toBe(1);
     const refused = await retiring.catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(AppError);

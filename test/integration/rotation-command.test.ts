@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
 import { listAudit, verifyChain } from '../../src/audit/index.js';
 import { createTestContext, type TestContext } from '../support/context.js';
 import { describeEachDialect } from '../support/databases.js';
-import { drive } from '../support/rotation.js';
+import { drive, policyAuthor } from '../support/rotation.js';
 
 const ADMIN = { actor: 'prn_admin' };
 const SECRET_PATH = 'vendors/tiny/api-key';
@@ -86,7 +86,7 @@ describeEachDialect('rotation runs with the command connector', (dialect) => {
   it('runs create, set, test and, after the overlap, revoke of the old credential, with no value in the record, timeline or audit', async () => {
     await ctx.secrets.put(ADMIN, ADMIN_PATH, { value: ADMIN_TOKEN });
     await ctx.secrets.put(ADMIN, SECRET_PATH, { value: OLD_VALUE, vendorId: 'tiny_old' });
-    await ctx.rotationPolicies.put(ADMIN, 'tiny', {
+    await ctx.rotationPolicies.put(policyAuthor(ctx), 'tiny', {
       name: 'tiny',
       target: { secret: SECRET_PATH },
       schedule: { every: '30d' },

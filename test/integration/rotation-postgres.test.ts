@@ -14,7 +14,7 @@ import { listAudit } from '../../src/audit/index.js';
 import { quoteIdentifier, scramMatches } from '../../src/rotation/connectors/index.js';
 import { createTestContext, type TestContext } from '../support/context.js';
 import { describeEachDialect, postgresUrl } from '../support/databases.js';
-import { drive } from '../support/rotation.js';
+import { drive, policyAuthor } from '../support/rotation.js';
 
 const ADMIN = { actor: 'prn_admin' };
 const APP_PATH = 'databases/orders/app';
@@ -73,7 +73,7 @@ describeEachDialect('rotation runs with the postgres connector', (dialect) => {
     }
     await ctx.secrets.put(ADMIN, ADMIN_PATH, { value: { url } });
     await ctx.secrets.put(ADMIN, APP_PATH, { value: { ...initial } });
-    await ctx.rotationPolicies.put(ADMIN, 'orders-db', {
+    await ctx.rotationPolicies.put(policyAuthor(ctx), 'orders-db', {
       name: 'orders-db',
       target: { secret: APP_PATH },
       schedule: { every: '30d' },

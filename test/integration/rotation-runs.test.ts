@@ -10,7 +10,7 @@ import { derivedRandom } from '../../src/rotation/index.js';
 import { deriveSecret } from '../../src/crypto/index.js';
 import { describeEachDialect } from '../support/databases.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
-import { drive, secondEngine, startHealthEndpoint, vendorAccepts, vendorRotationSetup, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
+import { drive, secondEngine, startHealthEndpoint, vendorAccepts, vendorRotationSetup, vendorSettings, type HealthEndpoint, policyAuthor } from '../support/rotation.js';
 import { listAudit, verifyChain } from '../../src/audit/index.js';
 import { isAppError } from '../../src/shared/errors.js';
 
@@ -101,7 +101,7 @@ describeEachDialect('rotation runs', (dialect) => {
     const seeded = await vendorSetup();
     const policy = (await ctx.rotationPolicies.get('acme')).policy;
     const settings = { ...vendorSettings(vendor), test: { method: 'GET', url: `${vendor.url}/me`, headers: { Authorization: 'Bearer {{key}}' }, expect: 299 } };
-    await ctx.rotationPolicies.put(ADMIN, 'acme', { ...policy, connector: { type: 'http', settings } });
+    await ctx.rotationPolicies.put(policyAuthor(ctx), 'acme', { ...policy, connector: { type: 'http', settings } });
     const started = await ctx.rotation.trigger(ADMIN, { secret: SECRET_PATH, trigger: 'manual' });
     const run = await drive(ctx, started!.id, { advance: true });
     expect(run.status).toBe('failed');
@@ -211,7 +211,7 @@ describeEachDialect('rotation runs', (dialect) => {
 
   describe('issued keys and the traffic gate', () => {
     async function keyPolicy(keyId: string, extra: Record<string, unknown> = {}) {
-      await ctx.rotationPolicies.put(ADMIN, 'checkout-key', {
+      await ctx.rotationPolicies.put(policyAuthor(ctx), 'checkout-key', {
         name: 'checkout-key',
         target: { key: keyId },
         schedule: { every: '30d' },
@@ -333,7 +333,7 @@ describeEachDialect('rotation runs', (dialect) => {
     it('starts each due firing once, however many engines look', async () => {
       const issued = await ctx.keys.issue(ADMIN, { owner: 'batch', purpose: 'api', env: 'live', scopes: [], labels: { team: 'data' } });
       const other = await ctx.keys.issue(ADMIN, { owner: 'batch', purpose: 'api', env: 'live', scopes: [], labels: { team: 'web' } });
-      await ctx.rotationPolicies.put(ADMIN, 'data-keys', {
+      await ctx.rotationPolicies.put(policyAuthor(ctx), 'data-keys', {
         name: 'data-keys',
         target: { keys: { labels: { team: 'data' } } },
         schedule: { every: '7d' },

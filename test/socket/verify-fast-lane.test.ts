@@ -100,6 +100,8 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
   let allowlisted: IssuedKey;
   let rotated: IssuedKey;
   let shortLived: IssuedKey;
+  let disabled: IssuedKey;
+  let limited: IssuedKey;
   let readOnly: string;
   let revokedToken: string;
   let shortToken: string;
@@ -150,6 +152,12 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
     await ctx.keys.rotate(actor, old.record.id, { overlap: '1h' });
     rotated = old;
     shortLived = await ctx.keys.issue(actor, { owner: 'payments', ttl: '1h' });
+    disabled = await ctx.keys.issue(actor, { owner: 'payments' });
+    await ctx.keys.disable(actor, disabled.record.id);
+    // One verify an hour, spent here: both servers share the limiter, so each answer below is
+    // RATE_LIMITED with the same remaining count and reset (the clock is fixed).
+    limited = await ctx.keys.issue(actor, { owner: 'payments', scopes: ['orders:read'], rateLimit: { limit: 1, window: '1h' } });
+    expect((await ctx.keys.verify({ key: limited.key })).code).toBe('VALID');
   });
 
   afterAll(async () => {
@@ -215,6 +223,9 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
       [{ key: allowlisted.key }, 'IP_NOT_ALLOWED'],
       [{ key: allowlisted.key, ip: '10.1.2.3' }, 'VALID'],
       [{ key: rotated.key }, 'VALID'],
+      [{ key: disabled.key }, 'DISABLED'],
+      [{ key: limited.key }, 'RATE_LIMITED'],
+      [{ key: limited.key, scopes: ['orders:read'] }, 'RATE_LIMITED'],
     ];
     for (const [body, code] of cases) {
       const { raw, audit } = await same([post(body)]);

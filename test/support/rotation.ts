@@ -126,6 +126,11 @@ export async function drive(ctx: TestContext, runId: string, options: DriveOptio
 export const VENDOR_SECRET_PATH = 'vendors/acme/api-key';
 const ADMIN = { actor: 'prn_admin' };
 
+/** The author of policies a test puts on the service: the root token (a policy acts as a real token, re-checked at each run). */
+export function policyAuthor(ctx: Pick<TestContext, 'rootTokenId'>): { actor: string; scopes: string[] } {
+  return { actor: ctx.rootTokenId, scopes: ['*'] };
+}
+
 /**
  * A vendor key in use (vault current at VENDOR_SECRET_PATH, with its vendor id), the vendor's
  * admin token in the vault, and a policy `acme` that rotates the key through the http connector.
@@ -134,7 +139,7 @@ export async function vendorRotationSetup(ctx: TestContext, vendor: FakeVendor, 
   await ctx.secrets.put(ADMIN, 'vendors/acme/admin', { value: vendor.adminToken });
   const seeded = vendor.seedKey();
   const put = await ctx.secrets.put(ADMIN, VENDOR_SECRET_PATH, { value: seeded.secret, vendorId: seeded.id });
-  await ctx.rotationPolicies.put(ADMIN, 'acme', {
+  await ctx.rotationPolicies.put(policyAuthor(ctx), 'acme', {
     name: 'acme',
     target: { secret: VENDOR_SECRET_PATH },
     schedule: { every: '30d' },

@@ -37,6 +37,7 @@ export const initCommand: Command = {
     const { initialise } = await import('../../app/init.js');
     const result = await initialise(await configFrom(ctx), { newRootToken: optionFlag(ctx, 'new-root-token') });
     const lines = [result.created ? `Initialised ${result.dataDir}` : `${result.dataDir} was already initialised`];
+    if (result.masterKey) lines.push(`Master key: ${result.masterKey} (the database's check value; every server on it needs this key)`);
     if (result.migrations.length > 0) lines.push(`Applied migrations: ${result.migrations.join(', ')}`);
     if (result.rootToken) {
       lines.push('', `Root token: ${result.rootToken}`, `${ROOT_TOKEN_WARNING} ${result.rootTokenFile}`);
@@ -52,17 +53,18 @@ export const migrateCommand: Command = {
   options: storeOptions,
   positionals: { min: 0, max: 0 },
   async run(ctx) {
-    const { openStore } = await import('../../app/services.js');
-    const store = openStore(await configFrom(ctx));
-    try {
-      const applied = await store.migrate();
-      return {
-        data: { database: store.description, applied },
-        text: applied.length > 0 ? `Applied ${applied.join(', ')} to ${store.description}` : `${store.description} is up to date`,
-      };
-    } finally {
-      await store.close();
-    }
+    const [{ prepareStart }, { secureRandom }, { systemClock }] = await Promise.all([
+      import('../../app/master-key-guard.js'),
+      import('../../crypto/index.js'),
+      import('../../shared/clock.js'),
+    ]);
+    const config = await configFrom(ctx);
+    // The master key is checked first: a database that has data is migrated only with its key.
+    const { migrations: applied, database } = await prepareStart(config, { mode: 'migrate', clock: systemClock, random: secureRandom, env: ctx.env });
+    return {
+      data: { database, applied },
+      text: applied.length > 0 ? `Applied ${applied.join(', ')} to ${database}` : `${database} is up to date`,
+    };
   },
 };
 

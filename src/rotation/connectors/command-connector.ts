@@ -17,7 +17,6 @@ import { tryParseDuration } from '../../shared/duration.js';
 import {
   ConnectorError,
   sanitizeEvidence,
-  scrub,
   secretStrings,
   tail,
   type Connector,
@@ -30,6 +29,7 @@ import {
   type StepEvidence,
   type TestResult,
 } from './connector.js';
+import { scrubText } from '../failure.js';
 
 export interface CommandSettings {
   readonly command: string;
@@ -149,7 +149,8 @@ export class CommandConnector implements Connector {
     });
     const timeoutMs = settings.timeout ? tryParseDuration(settings.timeout)! : DEFAULT_COMMAND_TIMEOUT_MS;
     const outcome = await runProgram(settings, input, timeoutMs, ctx.signal, { KEYSMITH_STEP: step, KEYSMITH_RUN_ID: ctx.runId });
-    const stderr = tail(scrub(outcome.stderr, secrets));
+    // Standard error can hold anything the program could read: known secrets and anything key-like go.
+    const stderr = tail(scrubText(outcome.stderr, secrets), 300);
     const withStderr = (message: string): string => (stderr ? `${message}; stderr: ${stderr}` : message);
     if (outcome.spawnError) {
       throw this.error('ERR_CONNECTOR_FAILED', step, `cannot start ${JSON.stringify(settings.command)}: ${outcome.spawnError}`, false);

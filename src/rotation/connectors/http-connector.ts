@@ -27,7 +27,6 @@
 import { tryParseDuration } from '../../shared/duration.js';
 import {
   ConnectorError,
-  scrub,
   secretStrings,
   tail,
   type Connector,
@@ -41,6 +40,7 @@ import {
   type StepEvidence,
   type TestResult,
 } from './connector.js';
+import { scrubText } from '../failure.js';
 
 export interface HttpRequestTemplate {
   readonly method?: string;
@@ -359,7 +359,7 @@ export class HttpConnector implements Connector {
     const secrets = secretStrings(...(Object.entries(values).filter(([k]) => k === 'admin' || k === 'key').map(([, v]) => v) as CredentialValue[]));
     // A success answer the template did not expect may hold a new key: never quote one.
     const quotable = answer.status < 200 || answer.status >= 300;
-    const said = quotable ? tail(scrub(answer.text, secrets).replace(/\s+/g, ' '), 300) : '';
+    const said = quotable ? tail(scrubText(answer.text, secrets).replace(/\s+/g, ' '), 300) : '';
     const message = `${answer.shownUrl} answered ${answer.status}${said ? `: ${said}` : ''}`;
     const retryable = isTransient(answer.status);
     return this.error(retryable ? 'ERR_CONNECTOR_FAILED' : 'ERR_CONNECTOR_REJECTED', step, message, retryable);

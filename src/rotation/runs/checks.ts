@@ -6,7 +6,8 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { tryParseDuration } from '../../shared/duration.js';
-import { scrub, tail, type StepEvidence } from '../connectors/connector.js';
+import { tail, type StepEvidence } from '../connectors/connector.js';
+import { scrubText } from '../failure.js';
 import { runProgram } from '../connectors/command-connector.js';
 
 export interface HealthCheckSpec {
@@ -117,7 +118,7 @@ export async function runDeployHook(hook: DeployHookSpec, notice: Record<string,
   const evidence: Record<string, string | number | boolean | null> = { hook: 'command', exitCode: outcome.code };
   if (outcome.signal !== null) evidence.signal = outcome.signal;
   if (outcome.timedOut) evidence.timedOut = true;
-  if (outcome.code !== 0 && outcome.stderr.trim() !== '') evidence.stderr = scrub(tail(outcome.stderr, 300), secrets);
+  if (outcome.code !== 0 && outcome.stderr.trim() !== '') evidence.stderr = tail(scrubText(outcome.stderr, secrets), 300);
   return { ok: outcome.code === 0, evidence };
 }
 

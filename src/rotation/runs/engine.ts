@@ -14,7 +14,7 @@
  * under a lease in the `leases` table.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { appendAudit, type ActorContext, type AuditEventInput } from '../../audit/index.js';
+import { appendAudit, recordAuditEvent, type ActorContext, type AuditEventInput } from '../../audit/index.js';
 import type { KeyRecord, KeyService } from '../../keys/index.js';
 import type { SecretService } from '../../secrets/index.js';
 import { isUniqueViolation, type Database, type Dialect, type RotationRunsTable } from '../../store/index.js';
@@ -23,11 +23,14 @@ import { AppError, isAppError } from '../../shared/errors.js';
 import { newKeyIdBody, type RandomBytes } from '../../shared/ids.js';
 import { decodeCursor, encodeCursor } from '../../shared/cursor.js';
 import { parseDuration, tryParseDuration } from '../../shared/duration.js';
-import { isConnectorError, scrub, type Connector, type StepEvidence } from '../connectors/connector.js';
+import { isConnectorError, type Connector, type StepEvidence } from '../connectors/connector.js';
+import { bounded, safeSummary, scrubText, summariseFailure } from '../failure.js';
 import type { ConnectorRegistry } from '../connectors/registry.js';
 import { latestFiring, parseCron } from '../cron.js';
 import { normalisePolicy, type RotationPolicy } from '../policy.js';
 import type { RotationPolicyService } from '../policy-service.js';
+import { targetNeeds, unmetNeeds } from '../policy-grant.js';
+import { authorDenial } from './author-check.js';
 import type { CheckTiming } from './checks.js';
 import {
   BEFORE_PROMOTE,
@@ -106,6 +109,12 @@ export interface TriggerInput {
   /** Only for a key no policy covers. */
   readonly overlap?: string | undefined;
   readonly scheduledFor?: string | undefined;
+  /**
+   * The scopes of the caller who starts the run (an API call): it must be able to change the
+   * target itself (secrets:write on a secret, keys:rotate on a key). The scheduler gives none:
+   * a scheduled run is checked against the policy's author when it starts.
+   */
+  readonly grant?: readonly string[] | undefined;
 }
 
 export interface ListRunsFilter {
@@ -229,9 +238,10 @@ export class RotationEngine {
   /** Starts a run. A second trigger while one runs for the target is refused, naming the running one. */
   async trigger(ctx: ActorContext, input: TriggerInput): Promise<RunRecord | undefined> {
     const resolved = await this.#resolve(input);
+    if (input.grant !== undefined) await this.#requireTargetGrant(ctx, input.grant, resolved);
     const now = this.#nowIso();
     const id = `rot_${newKeyIdBody(this.#deps.random)}`;
-    const state: RunState = resolved.kind === 'key' ? { oldVendorId: resolved.target } : {};
+    const state: RunState = { ...(resolved.kind === 'key' ? { oldVendorId: resolved.target } : {}), ...(resolved.author !== undefined ? { author: resolved.author } : {}) };
     const row: RotationRunsTable = {
       id,
       policy: resolved.policyName,
@@ -276,7 +286,17 @@ export class RotationEngine {
     return toRunRecord(row);
   }
 
-  async #resolve(input: TriggerInput): Promise<{ kind: TargetKind; target: string; policy: RotationPolicy; policyName: string | null; policyVersion: number | null }> {
+  /** A caller may start a rotation only of a target it could change itself. */
+  async #requireTargetGrant(ctx: ActorContext, grant: readonly string[], resolved: { kind: TargetKind; target: string }): Promise<void> {
+    const needs = resolved.kind === 'secret' ? targetNeeds({ target: { secret: resolved.target } }) : targetNeeds({ target: { key: resolved.target } });
+    const unmet = unmetNeeds(grant, needs);
+    if (unmet.length === 0) return;
+    const scope = unmet[0]!.scope;
+    await recordAuditEvent(this.#deps.db, ctx, { action: 'auth.denied', target: `${resolved.kind}:${resolved.target}`, data: { requiredScope: scope, action: 'rotation.run.start' } }, this.#nowIso());
+    throw new AppError('ERR_FORBIDDEN', `this token lacks the scope "${scope}": starting a rotation changes ${resolved.kind} ${resolved.target}`);
+  }
+
+  async #resolve(input: TriggerInput): Promise<{ kind: TargetKind; target: string; policy: RotationPolicy; policyName: string | null; policyVersion: number | null; author?: string }> {
     const named = [input.key, input.secret].filter((value) => value !== undefined);
     if (named.length > 1) throw new AppError('ERR_INVALID_REQUEST', 'name a key or a secret, not both', { details: [{ field: 'key', message: 'one of key or secret' }] });
     if (input.policy !== undefined) {
@@ -300,10 +320,10 @@ export class RotationEngine {
         const key = await this.#deps.keys.get(target);
         if (!selects(policy, key)) throw this.#mismatch(policy.name, 'does not choose this key');
         await this.#assertRotatableKey(key);
-        return { kind, target, policy, policyName: record.name, policyVersion: record.version };
+        return { kind, target, policy, policyName: record.name, policyVersion: record.version, author: record.updatedBy };
       }
       if (kind === 'key') await this.#assertRotatableKey(await this.#deps.keys.get(target));
-      return { kind, target, policy, policyName: record.name, policyVersion: record.version };
+      return { kind, target, policy, policyName: record.name, policyVersion: record.version, author: record.updatedBy };
     }
     if (input.key !== undefined) {
       const record = await this.#deps.keys.get(input.key);
@@ -311,7 +331,7 @@ export class RotationEngine {
       const covering = (await this.#deps.policies.list()).find((stored) => stored.policy.enabled && (stored.policy.target.key === input.key || selects(stored.policy, record)));
       if (covering) {
         refuseOverlap(input, covering.name);
-        return { kind: 'key', target: input.key, policy: covering.policy, policyName: covering.name, policyVersion: covering.version };
+        return { kind: 'key', target: input.key, policy: covering.policy, policyName: covering.name, policyVersion: covering.version, author: covering.updatedBy };
       }
       const overlap = input.overlap ?? this.#config.defaultOverlap;
       parseDuration(overlap, 'overlap');
@@ -329,7 +349,7 @@ export class RotationEngine {
       const covering = (await this.#deps.policies.list()).find((stored) => stored.policy.enabled && stored.policy.target.secret === input.secret);
       if (!covering) throw new AppError('ERR_ROTATION_NO_POLICY', `no enabled rotation policy rotates the secret ${input.secret.slice(0, 256)}; apply one that names it as its target`);
       refuseOverlap(input, covering.name);
-      return { kind: 'secret', target: input.secret, policy: covering.policy, policyName: covering.name, policyVersion: covering.version };
+      return { kind: 'secret', target: input.secret, policy: covering.policy, policyName: covering.name, policyVersion: covering.version, author: covering.updatedBy };
     }
     throw new AppError('ERR_INVALID_REQUEST', 'name what to rotate: policy, key or secret', { details: [{ field: 'policy', message: 'one of policy, key or secret is required' }] });
   }
@@ -413,11 +433,14 @@ export class RotationEngine {
   /**
    * Undoes a run that ended done, while its overlap lasts: the old credential's revocation is
    * cancelled (refused when it is under way or done), the old credential is current again and
-   * the new one is retired.
+   * the new one is retired. `grant`, the caller's scopes when it is an API call, must cover
+   * changing the target.
    */
-  async rollback(ctx: ActorContext, id: string): Promise<RunDetail> {
+  async rollback(ctx: ActorContext, id: string, grant?: readonly string[]): Promise<RunDetail> {
     const row = await this.#deps.db.selectFrom('rotation_runs').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new AppError('ERR_ROTATION_RUN_NOT_FOUND', `no rotation run ${id.slice(0, 40)}`);
+    // Rolling back changes the target as much as rotating it: the caller must be able to change it.
+    if (grant !== undefined) await this.#requireTargetGrant(ctx, grant, { kind: row.target_kind, target: row.target });
     if (row.status !== 'done') throw new AppError('ERR_ROTATION_ROLLBACK_CLOSED', `run ${id} is ${row.status}; only a run that ended done can be rolled back`);
     const state = parseState(row.state);
     const now = this.#deps.clock.now();
@@ -531,10 +554,15 @@ export class RotationEngine {
         const startedAt = this.#nowIso();
         let outcome: StepOutcome;
         try {
+          const refused = step === 'create' ? await this.#authorRefusal(row) : undefined;
+          if (refused !== undefined) {
+            await this.#refuseStart(row, startedAt, refused);
+            return;
+          }
           outcome = await this.#steps.run(step, this.#input(row, signal));
         } catch (error) {
           if (signal.aborted) return;
-          const message = describe(error, row);
+          const message = summariseFailure(error, this.#steps.valuesSeen(row.id), step);
           const undoing = step === 'discard' || step === 'rollback';
           const retryable = isConnectorError(error) ? error.retryable : !isAppError(error);
           if (undoing || (retryable && Number(row.attempts) + 1 < this.#config.maxAttempts)) {
@@ -549,7 +577,28 @@ export class RotationEngine {
       }
     } finally {
       clearInterval(renew);
+      this.#steps.forget(claimed.id);
     }
+  }
+
+  /** Why the run may not start as its policy's author, before any connector call; undefined when it may. */
+  async #authorRefusal(row: RotationRunsTable): Promise<string | undefined> {
+    if (row.policy === null) return undefined; // no stored policy: the caller who started it was checked then
+    const author = parseState(row.state).author ?? (await this.#deps.policies.get(row.policy).catch(() => undefined))?.updatedBy;
+    if (author === undefined) return `the policy ${row.policy} has no author to run as`;
+    return authorDenial(this.#deps.keys, author, specOf(row));
+  }
+
+  /** Ends a run that may not start: nothing was made, so nothing is undone. */
+  async #refuseStart(row: RotationRunsTable, startedAt: string, message: string): Promise<void> {
+    await this.#write(row, async (trx, now) => {
+      await this.#timeline(trx, row.id, 'create', 'refused', startedAt, now, {}, message);
+      await this.#end(trx, row, 'failed', { error: message, updated_at: now }, now);
+      return [
+        { action: 'rotation.run.alert', target: row.id, data: { step: 'create', policy: row.policy, message } },
+        { action: 'rotation.run.failed', target: row.id, data: { step: 'create', reason: 'author' } },
+      ];
+    });
   }
 
   async #retryLater(row: RotationRunsTable, step: RunStep, startedAt: string, message: string): Promise<void> {
@@ -563,7 +612,8 @@ export class RotationEngine {
   }
 
   /** Writes a step's outcome, its timeline row and audit events in one transaction; returns the run as it now is. */
-  async #persist(row: RotationRunsTable, step: RunStep, startedAt: string, outcome: StepOutcome): Promise<RotationRunsTable | undefined> {
+  async #persist(row: RotationRunsTable, step: RunStep, startedAt: string, given: StepOutcome): Promise<RotationRunsTable | undefined> {
+    const outcome = this.#scrubbed(row.id, given);
     const state: RunState = { ...parseState(row.state), ...('state' in outcome ? outcome.state : {}) };
     if (outcome.kind !== 'wait') delete state.waitingIn;
     const policy = specOf(row);
@@ -645,6 +695,14 @@ export class RotationEngine {
     });
   }
 
+  /** A step's outcome with its failure message and alert made safe to record (bounded, scrubbed). */
+  #scrubbed(runId: string, outcome: StepOutcome): StepOutcome {
+    const seen = this.#steps.valuesSeen(runId);
+    if (outcome.kind === 'fail') return { ...outcome, message: safeSummary(outcome.message, seen) };
+    if (outcome.kind === 'end' && outcome.alert !== undefined) return { ...outcome, alert: safeSummary(outcome.alert, seen) };
+    return outcome;
+  }
+
   async #end(trx: Transaction<Database>, row: RotationRunsTable, status: RunStatus, values: Partial<RotationRunsTable>, now: string): Promise<void> {
     await trx
       .updateTable('rotation_runs')
@@ -656,7 +714,12 @@ export class RotationEngine {
   async #timeline(trx: Transaction<Database>, runId: string, step: RunStep, outcome: string, startedAt: string, finishedAt: string, evidence: StepEvidence, error: string | null): Promise<void> {
     const last = await trx.selectFrom('rotation_run_steps').select((eb) => eb.fn.max('seq').as('seq')).where('run_id', '=', runId).executeTakeFirst();
     const seq = Number(last?.seq ?? 0) + 1;
-    await trx.insertInto('rotation_run_steps').values({ run_id: runId, seq, step, outcome, started_at: startedAt, finished_at: finishedAt, evidence: JSON.stringify(evidence), error }).execute();
+    // The last gate before the record: evidence and errors come from programs and vendors.
+    const seen = this.#steps.valuesSeen(runId);
+    const safe: Record<string, string | number | boolean | null> = {};
+    for (const [field, value] of Object.entries(evidence)) safe[field] = typeof value === 'string' ? bounded(scrubText(value, seen)) : value;
+    const safeError = error === null ? null : safeSummary(error, seen);
+    await trx.insertInto('rotation_run_steps').values({ run_id: runId, seq, step, outcome, started_at: startedAt, finished_at: finishedAt, evidence: JSON.stringify(safe), error: safeError }).execute();
   }
 
   /**
@@ -720,7 +783,9 @@ export class RotationEngine {
       evidence = await this.#steps.revoke(this.#input(run, this.#abort.signal), revocation.which as 'old' | 'new', credential);
     } catch (error) {
       if (this.#abort.signal.aborted) return;
-      failure = describe(error, run);
+      failure = summariseFailure(error, this.#steps.valuesSeen(run.id), 'revoke');
+    } finally {
+      this.#steps.forget(run.id);
     }
     const nowMs = this.#deps.clock.now();
     const now = new Date(nowMs).toISOString();
@@ -850,12 +915,6 @@ function median(values: number[]): number | null {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-/** An error as the run record may show it: the connector's scrubbed message, or a plain description. */
-function describe(error: unknown, row: RotationRunsTable): string {
-  const text = isConnectorError(error) || isAppError(error) ? error.message : `${row.step} failed unexpectedly`;
-  return scrub(text, []).slice(0, 1000);
 }
 
 /** Ids worth putting in the audit event of a step: vendor and key ids and versions, nothing else. */

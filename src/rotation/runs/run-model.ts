@@ -43,6 +43,8 @@ export interface RunState {
   waitingIn?: RunStep | undefined;
   /** Why the run turned back. */
   failedStep?: RunStep | undefined;
+  /** The token (key id) the policy runs as: its author when the run started; re-checked before create. */
+  author?: string | undefined;
 }
 
 export interface RunTarget {

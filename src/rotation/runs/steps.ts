@@ -14,7 +14,6 @@ import {
   ConnectorError,
   evidenceText,
   secretStrings,
-  stringsWithin,
   type Connector,
   type ConnectorContext,
   type Credential,
@@ -22,6 +21,7 @@ import {
   type StepEvidence,
 } from '../connectors/connector.js';
 import type { RotationPolicy } from '../policy.js';
+import { policyReads } from '../policy-grant.js';
 import { healthGate, probeOnce, runDeployHook, type CheckTiming } from './checks.js';
 import type { RevocationCredential, RunState, RunStep, RunStatus, TargetKind } from './run-model.js';
 
@@ -65,9 +65,27 @@ const ACTOR = (runId: string): ActorContext => ({ actor: 'rotation', requestId: 
 
 export class RunSteps {
   readonly #deps: StepDeps;
+  /** Every value a run read or made while this server advanced it, so its failures can be scrubbed of them. */
+  readonly #seen = new Map<string, unknown[]>();
 
   constructor(deps: StepDeps) {
     this.#deps = deps;
+  }
+
+  #remember(runId: string, value: unknown): void {
+    const values = this.#seen.get(runId);
+    if (values) values.push(value);
+    else this.#seen.set(runId, [value]);
+  }
+
+  /** The values run `runId` read or made here so far (vault values, new credentials). */
+  valuesSeen(runId: string): readonly unknown[] {
+    return this.#seen.get(runId) ?? [];
+  }
+
+  /** Drops what run `runId` saw, once its failures are written. */
+  forget(runId: string): void {
+    this.#seen.delete(runId);
   }
 
   async run(step: RunStep, input: StepInput): Promise<StepOutcome> {
@@ -94,9 +112,11 @@ export class RunSteps {
 
   /** The connector context for a run; `current` as given. */
   context(input: StepInput, current?: Credential): ConnectorContext {
-    // The vault paths the policy's settings name are the only ones its connector may read.
-    const allowed = stringsWithin(input.policy.connector.settings ?? {});
+    // The vault paths the policy names in its read fields are the only ones its connector may read:
+    // the same list its author's grant was checked against (policyReads), never any other string.
+    const allowed = new Set(policyReads(input.policy).map((read) => read.path));
     const secrets = this.#deps.secrets;
+    const remember = (value: unknown) => this.#remember(input.runId, value);
     const type = input.policy.connector.type;
     return {
       runId: input.runId,
@@ -106,7 +126,9 @@ export class RunSteps {
       ...(current ? { current } : {}),
       async readSecret(path: string): Promise<CredentialValue> {
         if (!allowed.has(path)) throw new ConnectorError('ERR_CONNECTOR_FAILED', `${type} may read only the vault paths its settings name`, { connector: type, retryable: false });
-        return (await secrets.read(ACTOR(input.runId), path)).value as CredentialValue;
+        const value = (await secrets.read(ACTOR(input.runId), path)).value as CredentialValue;
+        remember(value);
+        return value;
       },
     };
   }
@@ -115,6 +137,7 @@ export class RunSteps {
   async credentialAt(path: string, version: number | undefined, vendorId: string | undefined, runId: string): Promise<Credential | undefined> {
     if (version === undefined) return vendorId === undefined ? undefined : { value: '', vendorId };
     const read = await this.#deps.secrets.read(ACTOR(runId), path, { version });
+    this.#remember(runId, read.value);
     return { value: read.value as CredentialValue, ...(vendorId !== undefined ? { vendorId } : {}) };
   }
 
@@ -147,6 +170,7 @@ export class RunSteps {
       current = found ? await this.credentialAt(path, found.version, found.vendorId ?? undefined, input.runId) : undefined;
     }
     const created = await this.#connector(input).create(this.context(input, current));
+    this.#remember(input.runId, created.credential.value);
     const value = created.credential.value as SecretValue;
     const version = await this.#putPending(input.runId, path, value, created.credential.vendorId);
     const overlapEndsAt = input.kind === 'key' ? (await this.#deps.keys.get(input.target)).graceEndsAt ?? undefined : undefined;

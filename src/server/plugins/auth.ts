@@ -61,10 +61,37 @@ export interface AccessDenial {
 }
 
 /**
- * What a route requires: one scope; a scope that depends on the request (a secret's path), worked
- * out once the caller is known; or `{ anyOf }`, any scope of a family (listing filters by path).
+ * What a route requires: one scope; a scope of a family qualified by the request (a secret's
+ * path), worked out once the caller is known (`family` is what the documentation names); or
+ * `{ anyOf }`, any scope of a family (listing filters by path).
  */
-export type ScopeRequirement = string | ((request: FastifyRequest) => string) | { readonly anyOf: string };
+export type ScopeRequirement =
+  | string
+  | { readonly anyOf: string }
+  | { readonly family: string; readonly qualified: (request: FastifyRequest) => string };
+
+/** The requirement as the OpenAPI document, docs/scopes.md and the scope matrix name it. */
+export function requirementLabel(requirement: ScopeRequirement): string {
+  if (typeof requirement === 'string') return requirement;
+  if ('anyOf' in requirement) return `${requirement.anyOf}[:path]`;
+  return `${requirement.family}:{path}`;
+}
+
+const REQUIREMENT = Symbol('keysmith.scopeRequirement');
+type GuardHook = onRequestHookHandler & { readonly [REQUIREMENT]?: ScopeRequirement };
+
+/**
+ * The scope requirement of a route's guard, read from its onRequest hooks; undefined when the
+ * route has no guard. The guard is the single source: docs, OpenAPI and tests read it here.
+ */
+export function guardRequirement(onRequest: unknown): ScopeRequirement | undefined {
+  const hooks = Array.isArray(onRequest) ? onRequest : onRequest === undefined ? [] : [onRequest];
+  for (const hook of hooks) {
+    const requirement = (hook as GuardHook)[REQUIREMENT];
+    if (requirement !== undefined) return requirement;
+  }
+  return undefined;
+}
 
 /** A requirement for one request: a function is called only after authentication succeeds. */
 type RequiredScope = string | (() => string) | { readonly anyOf: string };
@@ -140,7 +167,7 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
       (auditError: unknown) => done(auditError instanceof Error ? auditError : new Error(String(auditError))),
     );
   };
-  return (requirement: ScopeRequirement) =>
+  return (requirement: ScopeRequirement) => {
     function authGuard(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
       reply.header('x-request-id', request.id);
       // A throttled address is refused before its token is looked at.
@@ -162,12 +189,15 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
       const fail = (error: unknown) => done(error instanceof Error ? error : new Error(String(error)));
       let decision: AccessDecision | Promise<AccessDecision>;
       try {
-        decision = checkAccess(deps.keys, request.headers.authorization, request.ip, typeof requirement === 'function' ? () => requirement(request) : requirement);
+        const scope: RequiredScope = typeof requirement === 'object' && 'qualified' in requirement ? () => requirement.qualified(request) : requirement;
+        decision = checkAccess(deps.keys, request.headers.authorization, request.ip, scope);
       } catch (error) {
         fail(error);
         return;
       }
       if (decision instanceof Promise) decision.then(decide, fail);
       else decide(decision);
-    };
+    }
+    return Object.assign(authGuard, { [REQUIREMENT]: requirement });
+  };
 }

@@ -4,6 +4,7 @@ import { secretsVault } from './0002-secrets.js';
 import { rotationPolicies } from './0003-rotation-policies.js';
 import { rotationRuns } from './0004-rotation-runs.js';
 import { incidents } from './0005-incidents.js';
+import { masterKeyCheck } from './0007-master-key-check.js';
 
 /** Migrations are code, listed in order; one set serves every dialect. */
 export const migrations: Record<string, Migration> = {
@@ -12,6 +13,7 @@ export const migrations: Record<string, Migration> = {
   '0003-rotation-policies': rotationPolicies,
   '0004-rotation-runs': rotationRuns,
   '0005-incidents': incidents,
+  '0007-master-key-check': masterKeyCheck,
 };
 
 export const migrationProvider: MigrationProvider = {

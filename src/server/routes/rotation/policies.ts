@@ -50,13 +50,16 @@ export function rotationPolicyRoutes(app: FastifyInstance, deps: RouteDeps): voi
       schema: {
         tags,
         summary: 'Create or replace a rotation policy (201 when created); a put that changes nothing writes nothing',
+        description: 'The policy runs as the token that puts it: besides rotation:write, the token needs every scope the policy uses (rotation:run; read and write on a target secret; keys:rotate for keys; write on deliverTo; read on adminSecret and settings.secrets). A 403 names each missing scope and its field. See docs/scopes.md.',
         params: PolicyNameParam,
         body: PutRotationPolicyBody,
         response: { 200: PutRotationPolicyResultSchema, 201: PutRotationPolicyResultSchema, ...errorResponses(Problem) },
       },
     },
     async (request, reply) => {
-      const result = await policies.put(actorContext(request), request.params.name, request.body.policy, request.body.version);
+      // The policy will act as this token: the service refuses one that needs a scope it lacks.
+      const author = { ...actorContext(request), scopes: request.principal?.scopes ?? [] };
+      const result = await policies.put(author, request.params.name, request.body.policy, request.body.version);
       return reply.code(result.created ? 201 : 200).send(result);
     },
   );

@@ -38,13 +38,15 @@ export function rotationRunRoutes(app: FastifyInstance, deps: RouteDeps): void {
       schema: {
         tags,
         summary: 'Start a rotation now (201); 409 names the run already rotating the target',
+        description: "Besides rotation:run, the caller needs the scope to change the target (secrets:write on a secret, keys:rotate on a key). A policy's run then checks its author's token before any connector call.",
         body: StartRotationBody,
         response: { 201: RotationRunSchema, ...errorResponses(Problem) },
       },
     },
     async (request, reply) => {
       const { trigger, ...rest } = request.body;
-      const started = await engine.trigger(actorContext(request), { ...rest, trigger: trigger ?? 'event' });
+      // The caller must be able to change the target itself; the policy's author is checked when the run starts.
+      const started = await engine.trigger(actorContext(request), { ...rest, trigger: trigger ?? 'event', grant: request.principal?.scopes ?? [] });
       return reply.code(201).send(started);
     },
   );
@@ -78,7 +80,7 @@ export function rotationRunRoutes(app: FastifyInstance, deps: RouteDeps): void {
         response: { 200: RotationRunDetailSchema, ...errorResponses(Problem) },
       },
     },
-    async (request) => engine.rollback(actorContext(request), request.params.id),
+    async (request) => engine.rollback(actorContext(request), request.params.id, request.principal?.scopes ?? []),
   );
 }
 

@@ -34,7 +34,7 @@ import { assertSecretPath } from '../../../secrets/index.js';
 import { parseDuration } from '../../../shared/duration.js';
 import { AppError } from '../../../shared/errors.js';
 import { redactKeys } from '../../../shared/redact.js';
-import { actorContext } from '../../plugins/auth.js';
+import { actorContext, type ScopeRequirement } from '../../plugins/auth.js';
 import { optionalBody } from '../../plugins/optional-body.js';
 import type { RouteDeps } from '../../route-deps.js';
 import { errorResponses } from '../responses.js';
@@ -47,8 +47,8 @@ function pathOf(request: FastifyRequest): string {
   return assertSecretPath((request.params as { '*': string })['*']);
 }
 
-function scopeFor(scope: SecretScope): (request: FastifyRequest) => string {
-  return (request) => secretScope(scope, pathOf(request));
+function scopeFor(scope: SecretScope): ScopeRequirement {
+  return { family: scope, qualified: (request) => secretScope(scope, pathOf(request)) };
 }
 
 function schema(summary: string, parts: Record<string, unknown>) {
@@ -209,10 +209,13 @@ export function secretRoutes(app: FastifyInstance, deps: RouteDeps): void {
     method: ['GET', 'PUT', 'DELETE', 'POST'],
     url: `${SECRET_ACTIONS_PREFIX}*`,
     schema: { hide: true },
-    onRequest: deps.guard((request) => {
-      const [action = '', ...rest] = (request.params as { '*': string })['*'].split('/');
-      assertSecretPath([...rest, action].join('/'));
-      throw new AppError('ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${redactKeys(request.url.split('?')[0] ?? '')}; see /openapi.json`);
+    onRequest: deps.guard({
+      family: 'secrets:read',
+      qualified: (request) => {
+        const [action = '', ...rest] = (request.params as { '*': string })['*'].split('/');
+        assertSecretPath([...rest, action].join('/'));
+        throw new AppError('ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${redactKeys(request.url.split('?')[0] ?? '')}; see /openapi.json`);
+      },
     }),
     handler: async () => undefined,
   });
