@@ -34,7 +34,6 @@ import { initialise } from '../src/app/init.js';
 import { loadMasterKey, readRootToken } from '../src/app/data-dir.js';
 import { buildServer, createMetrics } from '../src/server/index.js';
 import { openServices, type Services } from '../src/app/services.js';
-import { verifyChain } from '../src/audit/index.js';
 import { createKeyHasher, secureRandom, type KeyHasher } from '../src/crypto/index.js';
 import { DEFAULT_REVOKE_BATCH, DEFAULT_ROTATE_BATCH, newKeyRow } from '../src/keys/index.js';
 import type { ApiKeysTable } from '../src/store/index.js';
@@ -231,7 +230,7 @@ async function main(): Promise<number> {
       if (fresh.code !== 'VALID') throw new WrongAnswer(`successor ${next!.id} answered ${fresh.code}`);
     }
 
-    const chain = await timed(() => verifyChain(services.store.db));
+    const chain = await timed(() => services.audit.verify(services.store.db));
     if (!chain.value.ok) throw new WrongAnswer(`audit chain broken: ${chain.value.problem?.message}`);
     const revokedEvents = await services.store.db
       .selectFrom('audit_events')

@@ -22,6 +22,7 @@ const LAYERS: Record<string, number> = {
   crypto: 1,
   store: 1,
   policy: 1,
+  outbound: 1,
   audit: 2,
   keys: 3,
   secrets: 3,

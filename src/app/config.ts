@@ -1,10 +1,17 @@
-/** Server configuration from flags and environment, with the defaults a newcomer expects. */
-import { resolve } from 'node:path';
+/**
+ * Server configuration from flags, environment and the configuration file, with the defaults a
+ * newcomer expects. Flags win over the environment, which wins over the file: the file stands
+ * in for KEYSMITH_* variables that are not set (see config-settings.ts).
+ */
+import { join, resolve } from 'node:path';
+import type { ProgramConfig } from '../outbound/index.js';
 import { parseDuration, formatDuration } from '../shared/duration.js';
 import { DEFAULT_KEY_POLICY, type KeyPolicyConfig } from '../keys/index.js';
 import { isPostgresUrl } from '../store/index.js';
 import { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT } from './defaults.js';
 import { resolveKekConfig, type KekConfig } from './kek-config.js';
+import { SETTINGS } from './config-settings.js';
+import { CONFIG_FILE_NAME, ConfigFileError, loadConfigFile, realConfigFileIO, type ConfigFile, type ConfigFileIO } from './config-file.js';
 import type { RotationEngineConfig } from '../rotation/index.js';
 import { DEFAULT_AUTH_FAILURES, DEFAULT_TIMEOUTS, type AuthFailureOptions, type ServerTimeouts } from '../server/index.js';
 
@@ -40,7 +47,32 @@ export interface AppConfig {
    * until the window ends. `KEYSMITH_AUTH_FAILURE_ADDRESSES` (10000) bounds the addresses tracked.
    */
   readonly authFailures: AuthFailureOptions;
+  /** Where signed audit checkpoints go and how often (KEYSMITH_AUDIT_CHECKPOINT*). */
+  readonly auditCheckpoints: AuditCheckpointConfig;
+  /** The configuration file read, if any. */
+  readonly configFile: string | undefined;
+  /** Programs `command` connectors and deploy hooks may run (only from the file). */
+  readonly programs: readonly ProgramConfig[];
+  /** Hosts connectors, health checks and deploy hooks may call (only from the file). */
+  readonly egress: { readonly allow: readonly string[] };
+  /** Where each KEYSMITH_* setting's value came from, for `keysmith config check`. */
+  readonly sources: Readonly<Record<string, SettingSource>>;
+  /** The setting texts in effect (flag, environment or file), keyed by environment name. */
+  readonly settings: Readonly<Record<string, string>>;
 }
+
+export interface AuditCheckpointConfig {
+  /** The checkpoints file: `KEYSMITH_AUDIT_CHECKPOINTS`, `<data>/audit-checkpoints.jsonl` by default; `off` for none. */
+  readonly file: string | undefined;
+  /** A program (argv, no shell) that gets each checkpoint line on stdin: `KEYSMITH_AUDIT_CHECKPOINT_COMMAND`, a JSON array. */
+  readonly command: readonly string[] | undefined;
+  /** A URL each checkpoint line is POSTed to: `KEYSMITH_AUDIT_CHECKPOINT_URL`. */
+  readonly url: string | undefined;
+  /** At most one checkpoint per interval while events are written: `KEYSMITH_AUDIT_CHECKPOINT_INTERVAL` (1m). */
+  readonly intervalMs: number;
+}
+
+export type SettingSource = 'flag' | 'env' | 'file';
 
 export interface ConfigInput {
   readonly data?: string | undefined;
@@ -50,9 +82,58 @@ export interface ConfigInput {
   readonly maxTtl?: string | undefined;
   readonly cacheTtl?: string | undefined;
   readonly logLevel?: string | undefined;
+  /** `--config FILE`. */
+  readonly config?: string | undefined;
 }
 
-export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = process.env): AppConfig {
+const FLAG_SETTINGS: ReadonlyArray<readonly [keyof ConfigInput, string]> = [
+  ['data', 'KEYSMITH_DATA'],
+  ['database', 'KEYSMITH_DATABASE_URL'],
+  ['addr', 'KEYSMITH_LISTEN'],
+  ['defaultTtl', 'KEYSMITH_DEFAULT_TTL'],
+  ['maxTtl', 'KEYSMITH_MAX_TTL'],
+  ['cacheTtl', 'KEYSMITH_CACHE_TTL'],
+  ['logLevel', 'KEYSMITH_LOG_LEVEL'],
+];
+
+/**
+ * The configuration file in effect: `--config`, else KEYSMITH_CONFIG, else `keysmith.yaml` in
+ * the data directory when there is one. A file named explicitly must exist.
+ */
+export function findConfigFile(input: ConfigInput, env: NodeJS.ProcessEnv, io: ConfigFileIO = realConfigFileIO): ConfigFile | undefined {
+  const explicit = input.config ?? (env.KEYSMITH_CONFIG || undefined);
+  if (explicit !== undefined) return loadConfigFile(resolve(explicit), io);
+  const dataDir = resolve(input.data ?? (env.KEYSMITH_DATA || undefined) ?? DEFAULT_DATA_DIR);
+  const path = join(dataDir, CONFIG_FILE_NAME);
+  if (io.mode(path) === undefined) return undefined;
+  const file = loadConfigFile(path, io);
+  if (file.env.KEYSMITH_DATA !== undefined && resolve(file.env.KEYSMITH_DATA) !== dataDir) {
+    throw new ConfigFileError([`${path}: data may be set only in a file given by --config or KEYSMITH_CONFIG (this one is found through the data directory)`]);
+  }
+  return file;
+}
+
+export function resolveConfig(input: ConfigInput, processEnv: NodeJS.ProcessEnv = process.env, io: ConfigFileIO = realConfigFileIO): AppConfig {
+  const file = findConfigFile(input, processEnv, io);
+  // The environment overrides the file; a variable set but empty counts as unset.
+  const env: NodeJS.ProcessEnv = { ...(file?.env ?? {}) };
+  const sources: Record<string, SettingSource> = {};
+  for (const name of Object.keys(file?.env ?? {})) sources[name] = 'file';
+  for (const [name, value] of Object.entries(processEnv)) {
+    if (value === undefined || value === '') continue;
+    env[name] = value;
+    if (name.startsWith('KEYSMITH_') && SETTINGS.some((spec) => spec.env === name)) sources[name] = 'env';
+  }
+  // Only the file's settings: never KEYSMITH_MASTER_KEY or anything else the environment holds.
+  const settings: Record<string, string> = {};
+  for (const { env: name } of SETTINGS) if (env[name] !== undefined) settings[name] = env[name]!;
+  for (const [flag, name] of FLAG_SETTINGS) {
+    const value = input[flag];
+    if (value !== undefined) {
+      settings[name] = value;
+      sources[name] = 'flag';
+    }
+  }
   const dataDir = resolve(input.data ?? env.KEYSMITH_DATA ?? DEFAULT_DATA_DIR);
   const databaseUrl = input.database ?? env.KEYSMITH_DATABASE_URL;
   if (databaseUrl !== undefined && !isPostgresUrl(databaseUrl)) {
@@ -86,7 +167,42 @@ export function resolveConfig(input: ConfigInput, env: NodeJS.ProcessEnv = proce
       limit: wholeNumber(env, 'KEYSMITH_AUTH_FAILURE_LIMIT', DEFAULT_AUTH_FAILURES.limit, 0),
       maxAddresses: wholeNumber(env, 'KEYSMITH_AUTH_FAILURE_ADDRESSES', DEFAULT_AUTH_FAILURES.maxAddresses, 1),
     },
+    auditCheckpoints: auditCheckpointSettings(dataDir, env),
+    configFile: file?.path,
+    programs: file?.programs ?? [],
+    egress: { allow: file?.egress.allow ?? [] },
+    sources,
+    settings,
   };
+}
+
+/** The default checkpoints file of a data directory. */
+export function defaultCheckpointsFile(dataDir: string): string {
+  return join(dataDir, 'audit-checkpoints.jsonl');
+}
+
+function auditCheckpointSettings(dataDir: string, env: NodeJS.ProcessEnv): AuditCheckpointConfig {
+  const fileSetting = env.KEYSMITH_AUDIT_CHECKPOINTS;
+  const file = fileSetting === 'off' ? undefined : resolve(fileSetting || defaultCheckpointsFile(dataDir));
+  let command: string[] | undefined;
+  const commandText = env.KEYSMITH_AUDIT_CHECKPOINT_COMMAND;
+  if (commandText !== undefined && commandText !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(commandText);
+    } catch {
+      parsed = undefined;
+    }
+    if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((a) => typeof a === 'string') || !(parsed[0] as string).startsWith('/')) {
+      throw new ConfigError('KEYSMITH_AUDIT_CHECKPOINT_COMMAND must be a JSON array of strings starting with an absolute program path, e.g. ["/usr/local/bin/ship-checkpoint","--to","vault-host"]');
+    }
+    command = parsed as string[];
+  }
+  const url = env.KEYSMITH_AUDIT_CHECKPOINT_URL || undefined;
+  if (url !== undefined && !/^https?:\/\/[^\s]+$/.test(url)) throw new ConfigError('KEYSMITH_AUDIT_CHECKPOINT_URL must be an http:// or https:// URL');
+  const intervalMs = durationSetting(env.KEYSMITH_AUDIT_CHECKPOINT_INTERVAL, 'audit-checkpoint-interval', 60_000);
+  if (intervalMs < 1_000) throw new ConfigError('KEYSMITH_AUDIT_CHECKPOINT_INTERVAL must be at least 1s');
+  return { file, command, url, intervalMs };
 }
 
 /** Accepts `host:port`, `:port`, `port` or an http:// URL. */

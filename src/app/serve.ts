@@ -13,6 +13,7 @@ import { rootTokenPath } from './data-dir.js';
 import { ensureRootToken, type InitResult } from './init.js';
 import { prepareStart } from './master-key-guard.js';
 import { openServices, type Services } from './services.js';
+import { AuditCheckpointer, createCommandSink, createFileSink, createUrlSink, type CheckpointSink } from '../audit/index.js';
 
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -33,8 +34,9 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
   const created = prepared.created;
   const services = await openServices(config, prepared.masterKey ? { masterKey: prepared.masterKey } : {});
   let ready = true;
-  let app: FastifyInstance;
+  let app: FastifyInstance | undefined;
   let init: InitResult | undefined;
+  let checkpointer: AuditCheckpointer | undefined;
   try {
     if (created) {
       const token = await ensureRootToken(services, config, true);
@@ -47,6 +49,20 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
         ...token,
       };
     }
+    const settings = config.auditCheckpoints;
+    const sinks: CheckpointSink[] = [];
+    if (settings.file) sinks.push(createFileSink(settings.file));
+    if (settings.command) sinks.push(createCommandSink(settings.command));
+    if (settings.url) sinks.push(createUrlSink(settings.url));
+    checkpointer = new AuditCheckpointer({
+      db: services.store.db,
+      audit: services.audit,
+      clock: services.clock,
+      sinks,
+      intervalMs: settings.intervalMs,
+      // A checkpoint not kept is a gap in the evidence, not a reason to stop serving: say so loudly.
+      onError: (sink, error) => app?.log.error({ sink, err: error.message }, 'audit checkpoint not written'),
+    });
     app = await buildServer({
       keys: services.keys,
       incidents: services.incidents,
@@ -55,6 +71,8 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       rotationPolicies: services.rotationPolicies,
       rotation: services.rotation,
       store: services.store,
+      audit: services.audit,
+      auditCheckpoints: { file: settings.file, checkpointer },
       clock: services.clock,
       random: services.random,
       metrics: createMetrics(),
@@ -76,6 +94,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
     services.incidents.start();
     await app.listen({ host: config.host, port: config.port });
     services.rotation.start();
+    checkpointer.start();
   } catch (error) {
     await services.close();
     throw error;
@@ -93,6 +112,8 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       stopping ??= (async () => {
         ready = false;
         await app.close();
+        // After the last request: the final head is signed and kept before the store closes.
+        await checkpointer?.stop();
         await services.close();
       })();
       return stopping;

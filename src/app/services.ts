@@ -1,7 +1,9 @@
 /** The composition root: configuration in, concrete services out. The only file that knows them all. */
 import { createKeyHasher, deriveSecret, keyCheckFingerprint, masterKeyCheck, secureRandom, type KekProvider } from '../crypto/index.js';
 import { openKekProvider } from './kek-config.js';
+import { createAuditLog, deriveAuditKeys, type AuditLog } from '../audit/index.js';
 import { IncidentService, KeyService } from '../keys/index.js';
+import { createEgress, createProgramRegistry, type Resolver } from '../outbound/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationPolicyService, type ConnectorRegistry } from '../rotation/index.js';
 import { createStore, readRecordedKeyCheck, type Store } from '../store/index.js';
@@ -13,6 +15,7 @@ import { loadMasterKey, sqlitePath } from './data-dir.js';
 
 export interface Services {
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly keys: KeyService;
   readonly incidents: IncidentService;
   readonly secrets: SecretService;
@@ -33,6 +36,8 @@ export interface OpenServicesOptions {
   /** The key-encryption key provider; by default the one `config.kek` names. */
   readonly kekProvider?: KekProvider;
   readonly secretPolicy?: Partial<SecretPolicyConfig>;
+  /** DNS for egress checks (tests); the system resolver by default. */
+  readonly resolver?: Resolver;
 }
 
 export function openStore(config: Pick<AppConfig, 'dataDir' | 'databaseUrl'>): Store {
@@ -64,18 +69,21 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     await store.close();
     throw error;
   }
+  const audit = createAuditLog(deriveAuditKeys(masterKey));
   const keys = new KeyService({
     db: store.db,
+    audit,
     dialect: store.dialect,
     clock,
     random,
     hasher: createKeyHasher(masterKey),
     config: config.keyPolicy,
   });
-  const incidents = new IncidentService({ db: store.db, dialect: store.dialect, clock, random, keys });
-  const kek = new KekService({ db: store.db, dialect: store.dialect, clock, kek: kekProvider });
+  const incidents = new IncidentService({ db: store.db, audit, dialect: store.dialect, clock, random, keys });
+  const kek = new KekService({ db: store.db, audit, dialect: store.dialect, clock, kek: kekProvider });
   const secrets = new SecretService({
     db: store.db,
+    audit,
     dialect: store.dialect,
     clock,
     random,
@@ -86,6 +94,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
   });
   const rotationModule = createRotationModule({
     db: store.db,
+    audit,
     dialect: store.dialect,
     clock,
     random,
@@ -93,9 +102,18 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
     secrets,
     runSecret: deriveSecret(masterKey, 'rotation-run:v1'),
     engine: config.rotation,
+    // The operator's configuration file decides what runs may reach: nothing unless listed.
+    outbound: {
+      egress: createEgress({ allow: config.egress.allow, ...(options.resolver ? { resolver: options.resolver } : {}) }),
+      programs: createProgramRegistry(config.programs),
+    },
   });
   try {
-    if (options.migrate !== false) await kek.initialise();
+    if (options.migrate !== false) {
+      await kek.initialise();
+      // The switch to the keyed chain is on record from the first start of this version.
+      await audit.keyChain(store.db, new Date(clock.now()).toISOString());
+    }
   } catch (error) {
     await kekProvider.close().catch(() => undefined);
     await store.close();
@@ -103,6 +121,7 @@ export async function openServices(config: AppConfig, options: OpenServicesOptio
   }
   return {
     store,
+    audit,
     keys,
     incidents,
     secrets,

@@ -1,13 +1,14 @@
 /**
- * The hash-chained audit log. Each event stores the previous event's hash and its own,
- * SHA-256 over every stored field, so an edited, deleted or reordered event breaks the chain.
+ * The hash-chained audit log. Each event stores the previous event's hash and its own, an
+ * HMAC under the chain key over every stored field (chain-hash.ts), so an edited, deleted or
+ * reordered event breaks the chain and the database alone cannot forge a new one.
  * Appends run inside the caller's transaction; the single `audit_head` row is bumped with an
  * UPDATE … RETURNING first, which serialises concurrent appenders on PostgreSQL (row lock) as
  * SQLite's single writer already does.
  */
-import * as crypto from 'node:crypto';
 import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, AuditEventsTable } from '../store/index.js';
+import { KEYED_MARKER_ACTION, SCHEME_KEYED, legacyHash, type ChainHasher } from './chain-hash.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -38,55 +39,27 @@ export interface AuditEvent {
   readonly hash: string;
 }
 
-type Executor = Kysely<Database> | Transaction<Database>;
+export type Executor = Kysely<Database> | Transaction<Database>;
 
-/** One-shot SHA-256 where Node has it (20.12+, about twice as fast on short input), else a Hash object. */
-const sha256Hex: (text: string) => string =
-  typeof (crypto as { hash?: unknown }).hash === 'function'
-    ? (text) => (crypto as unknown as { hash(alg: string, data: string, enc: string): string }).hash('sha256', text, 'hex')
-    : (text) => crypto.createHash('sha256').update(text).digest('hex');
-
-export function hashEvent(row: Omit<AuditEventsTable, 'hash'>): string {
-  const canonical = JSON.stringify([
-    row.seq,
-    row.time,
-    row.actor,
-    row.action,
-    row.target,
-    row.request_id,
-    row.source_ip,
-    row.data,
-    row.prev_hash,
-  ]);
-  return sha256Hex(canonical);
+/** The hash a plain SHA-256 event (before the chain was keyed) has: for tools and tests that rebuild old chains. */
+export function hashEvent(row: Omit<AuditEventsTable, 'hash' | 'scheme'>): string {
+  return legacyHash(row);
 }
 
 /** Appends one event inside the given transaction and returns it. */
 export async function appendAudit(
+  hasher: ChainHasher,
   trx: Transaction<Database>,
   context: ActorContext,
   event: AuditEventInput,
   time: string,
 ): Promise<AuditEvent> {
-  const head = await sql<{ seq: number | string; hash: string }>`
-    update audit_head set seq = seq + 1 where id = 1 returning seq, hash`.execute(trx);
-  const current = head.rows[0];
-  if (!current) throw new Error('audit_head row is missing; run migrations');
-  const row: Omit<AuditEventsTable, 'hash'> = {
-    seq: Number(current.seq),
-    time,
-    actor: context.actor,
-    action: event.action,
-    target: event.target ?? null,
-    request_id: context.requestId ?? null,
-    source_ip: context.sourceIp ?? null,
-    data: JSON.stringify(event.data ?? {}),
-    prev_hash: current.hash,
-  };
-  const hash = hashEvent(row);
-  await trx.insertInto('audit_events').values({ ...row, hash }).execute();
-  await trx.updateTable('audit_head').set({ hash }).where('id', '=', 1).execute();
-  return toEvent({ ...row, hash });
+  const rows = await claimAndChain(hasher, trx, context, [event], time);
+  if (rows.length === 1) await trx.insertInto('audit_events').values(rows[0]!).execute();
+  else await trx.insertInto('audit_events').values(rows).execute();
+  const last = rows[rows.length - 1]!;
+  await trx.updateTable('audit_head').set({ hash: last.hash }).where('id', '=', 1).execute();
+  return toEvent(last);
 }
 
 /**
@@ -95,57 +68,106 @@ export async function appendAudit(
  * event per key). Returns the sequence number of the last event, or undefined for none.
  */
 export async function appendAuditBatch(
+  hasher: ChainHasher,
   trx: Transaction<Database>,
   context: ActorContext,
   events: readonly AuditEventInput[],
   time: string,
 ): Promise<number | undefined> {
   if (events.length === 0) return undefined;
-  const head = await sql<{ seq: number | string; hash: string }>`
-    update audit_head set seq = seq + ${events.length} where id = 1 returning seq, hash`.execute(trx);
-  const current = head.rows[0];
-  if (!current) throw new Error('audit_head row is missing; run migrations');
-  const last = Number(current.seq);
-  let prevHash = current.hash;
-  const first = last - events.length + 1;
-  const requestId = context.requestId ?? null;
-  const sourceIp = context.sourceIp ?? null;
+  const rows = await claimAndChain(hasher, trx, context, events, time);
   const insert = bulkInsertText(trx);
   let compiled: { readonly size: number; readonly sql: string } | undefined;
-  for (let start = 0; start < events.length; start += AUDIT_INSERT_CHUNK) {
-    const chunk: AuditEventsTable[] = [];
-    for (let i = start; i < Math.min(events.length, start + AUDIT_INSERT_CHUNK); i++) {
-      const event = events[i]!;
-      const row: AuditEventsTable = {
-        seq: first + i,
-        time,
-        actor: context.actor,
-        action: event.action,
-        target: event.target ?? null,
-        request_id: requestId,
-        source_ip: sourceIp,
-        data: JSON.stringify(event.data ?? {}),
-        prev_hash: prevHash,
-        hash: '',
-      };
-      prevHash = hashEvent(row);
-      row.hash = prevHash;
-      chunk.push(row);
-    }
+  for (let start = 0; start < rows.length; start += AUDIT_INSERT_CHUNK) {
+    const end = Math.min(rows.length, start + AUDIT_INSERT_CHUNK);
     // The statement text depends only on the row count: built once per size, then bound.
-    if (compiled?.size !== chunk.length) compiled = { size: chunk.length, sql: insert(chunk.length) };
+    if (compiled?.size !== end - start) compiled = { size: end - start, sql: insert(end - start) };
     const parameters: unknown[] = [];
-    for (const row of chunk) {
-      parameters.push(row.seq, row.time, row.actor, row.action, row.target, row.request_id, row.source_ip, row.data, row.prev_hash, row.hash);
+    for (let i = start; i < end; i++) {
+      const row = rows[i]!;
+      parameters.push(row.seq, row.time, row.actor, row.action, row.target, row.request_id, row.source_ip, row.data, row.prev_hash, row.hash, row.scheme);
     }
     await trx.executeQuery(CompiledQuery.raw(compiled.sql, parameters));
   }
-  await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute();
-  return last;
+  const last = rows[rows.length - 1]!;
+  await trx.updateTable('audit_head').set({ hash: last.hash }).where('id', '=', 1).execute();
+  return last.seq;
+}
+
+/**
+ * Writes the `audit.chain.keyed` marker now if the chain is not keyed yet (a database from
+ * before the keyed chain, or a new one): the switch is then on record from the first start,
+ * not from the first change. Returns whether it wrote one.
+ */
+export async function keyChain(hasher: ChainHasher, db: Kysely<Database>, time: string): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const head = await trx.selectFrom('audit_head').select('scheme').where('id', '=', 1).executeTakeFirst();
+    if (!head) throw new Error('audit_head row is missing; run migrations');
+    if (head.scheme === SCHEME_KEYED) return false;
+    const rows = await claimAndChain(hasher, trx, { actor: 'system' }, [], time);
+    await trx.insertInto('audit_events').values(rows).execute();
+    await trx.updateTable('audit_head').set({ hash: rows[rows.length - 1]!.hash }).where('id', '=', 1).execute();
+    return true;
+  });
+}
+
+/**
+ * Claims sequence numbers by bumping the head with UPDATE … RETURNING (the row lock serialises
+ * appenders on PostgreSQL as SQLite's single writer does) and chains the events from the head's
+ * hash under the keyed scheme. A head still at the unkeyed scheme gets the marker event first,
+ * in the same transaction, so no keyed event ever exists without the marker before it.
+ */
+async function claimAndChain(
+  hasher: ChainHasher,
+  trx: Transaction<Database>,
+  context: ActorContext,
+  events: readonly AuditEventInput[],
+  time: string,
+): Promise<AuditEventsTable[]> {
+  const head = await sql<{ seq: number | string; hash: string; scheme: string }>`
+    update audit_head set seq = seq + ${events.length} where id = 1 returning seq, hash, scheme`.execute(trx);
+  const current = head.rows[0];
+  if (!current) throw new Error('audit_head row is missing; run migrations');
+  let last = Number(current.seq);
+  let first = last - events.length + 1;
+  let prevHash = current.hash;
+  const rows: AuditEventsTable[] = [];
+  if (current.scheme !== SCHEME_KEYED) {
+    await sql`update audit_head set seq = seq + 1, scheme = ${SCHEME_KEYED} where id = 1`.execute(trx);
+    const marker = chained(hasher, { actor: 'system' }, { action: KEYED_MARKER_ACTION, data: { scheme: SCHEME_KEYED, unkeyedEvents: first - 1 } }, first, time, prevHash);
+    rows.push(marker);
+    prevHash = marker.hash;
+    first += 1;
+    last += 1;
+  }
+  for (let i = 0; i < events.length; i++) {
+    const row = chained(hasher, context, events[i]!, first + i, time, prevHash);
+    rows.push(row);
+    prevHash = row.hash;
+  }
+  return rows;
+}
+
+function chained(hasher: ChainHasher, context: ActorContext, event: AuditEventInput, seq: number, time: string, prevHash: string): AuditEventsTable {
+  const row: AuditEventsTable = {
+    seq,
+    time,
+    actor: context.actor,
+    action: event.action,
+    target: event.target ?? null,
+    request_id: context.requestId ?? null,
+    source_ip: context.sourceIp ?? null,
+    data: JSON.stringify(event.data ?? {}),
+    prev_hash: prevHash,
+    hash: '',
+    scheme: SCHEME_KEYED,
+  };
+  row.hash = hasher.keyed(row);
+  return row;
 }
 
 const AUDIT_INSERT_CHUNK = 1_000;
-const AUDIT_COLUMNS = 10;
+const AUDIT_COLUMNS = 11;
 
 /**
  * A multi-row INSERT of audit events in the executor's own SQL: a one-row statement compiled by
@@ -153,7 +175,7 @@ const AUDIT_COLUMNS = 10;
  * which costs nothing per value where compiling a thousand-row statement walks every value.
  */
 function bulkInsertText(trx: Transaction<Database>): (rows: number) => string {
-  const one: AuditEventsTable = { seq: 0, time: '', actor: '', action: '', target: null, request_id: null, source_ip: null, data: '', prev_hash: '', hash: '' };
+  const one: AuditEventsTable = { seq: 0, time: '', actor: '', action: '', target: null, request_id: null, source_ip: null, data: '', prev_hash: '', hash: '', scheme: '' };
   const compiled = trx.insertInto('audit_events').values(one).compile();
   const at = compiled.sql.lastIndexOf('(');
   const head = compiled.sql.slice(0, at);
@@ -191,91 +213,7 @@ export async function listAudit(db: Executor, options: ListAuditOptions): Promis
   return rows.map(toEvent);
 }
 
-export interface ChainProblem {
-  /** The first event found wrong (or the first missing sequence number). */
-  readonly seq: number;
-  readonly kind: 'edited' | 'deleted' | 'reordered' | 'truncated';
-  readonly message: string;
-}
-
-export interface ChainVerification {
-  readonly ok: boolean;
-  readonly events: number;
-  readonly headSeq: number;
-  readonly problem?: ChainProblem;
-}
-
-export interface VerifyChainOptions {
-  readonly batchSize?: number;
-  readonly onProgress?: (checked: number, total: number) => void;
-}
-
-/** Walks the whole chain in sequence order and names the first broken event. */
-export async function verifyChain(db: Executor, options: VerifyChainOptions = {}): Promise<ChainVerification> {
-  const batchSize = options.batchSize ?? 5_000;
-  const headRow = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
-  const headSeq = Number(headRow?.seq ?? 0);
-  const countRow = await db
-    .selectFrom('audit_events')
-    .select((eb) => eb.fn.countAll<number | string>().as('n'))
-    .executeTakeFirst();
-  const total = Number(countRow?.n ?? 0);
-  let expectedSeq = 1;
-  let prevHash = GENESIS_HASH;
-  let checked = 0;
-  let after = 0;
-  const fail = (problem: ChainProblem): ChainVerification => ({ ok: false, events: total, headSeq, problem });
-  for (;;) {
-    const rows = await db
-      .selectFrom('audit_events')
-      .selectAll()
-      .where('seq', '>', after)
-      .orderBy('seq', 'asc')
-      .limit(batchSize)
-      .execute();
-    if (rows.length === 0) break;
-    for (const raw of rows) {
-      const row = { ...raw, seq: Number(raw.seq) };
-      if (row.seq !== expectedSeq) {
-        return fail({
-          seq: expectedSeq,
-          kind: 'deleted',
-          message: `event #${expectedSeq}${row.seq - 1 > expectedSeq ? `…#${row.seq - 1}` : ''} is missing (deleted) before event #${row.seq}`,
-        });
-      }
-      const { hash, ...rest } = row;
-      if (hashEvent(rest) !== hash) {
-        return fail({ seq: row.seq, kind: 'edited', message: `event #${row.seq} does not match its own hash: it was edited` });
-      }
-      if (row.prev_hash !== prevHash) {
-        return fail({
-          seq: row.seq,
-          kind: 'reordered',
-          message: `event #${row.seq} does not follow event #${row.seq - 1}: the chain was reordered or rewritten here`,
-        });
-      }
-      prevHash = hash;
-      expectedSeq += 1;
-      checked += 1;
-    }
-    after = Number(rows[rows.length - 1]!.seq);
-    options.onProgress?.(checked, total);
-  }
-  const lastSeq = expectedSeq - 1;
-  if (headRow && (lastSeq !== headSeq || headRow.hash !== prevHash)) {
-    if (lastSeq < headSeq) {
-      return fail({
-        seq: lastSeq + 1,
-        kind: 'truncated',
-        message: `events #${lastSeq + 1}…#${headSeq} are missing: the end of the log was deleted`,
-      });
-    }
-    return fail({ seq: lastSeq, kind: 'edited', message: `the chain head does not match event #${lastSeq}` });
-  }
-  return { ok: true, events: total, headSeq };
-}
-
-function toEvent(row: AuditEventsTable): AuditEvent {
+export function toEvent(row: AuditEventsTable): AuditEvent {
   return {
     seq: Number(row.seq),
     time: row.time,

@@ -102,7 +102,7 @@ export async function runCli(args: readonly string[], io: RunOptions): Promise<n
     }
     if (error instanceof RefusedError) return fail(error.exitCode, error.code, error.message);
     if (error instanceof KeysmithConnectionError || error instanceof MasterKeyError || error instanceof StartRefusedError) return fail(1, 'refused', error.message);
-    if (error instanceof ConfigError) return fail(2, 'usage', error.message);
+    if (error instanceof ConfigError) return fail(2, 'usage', error.message, 'problems' in error ? { problems: error.problems } : {});
     if (isAppError(error)) return fail(error.status === 400 ? 2 : 1, error.code, error.message);
     const message = error instanceof Error ? error.message : String(error);
     return fail(1, 'error', message);

@@ -38,12 +38,53 @@ export const ChainVerificationSchema = Type.Object({
   ok: Type.Boolean(),
   events: Type.Integer(),
   headSeq: Type.Integer(),
+  checkpoints: Type.Integer({ description: 'Signed checkpoints the log was held to' }),
+  keyedFrom: Type.Optional(Type.Integer({ description: 'The first keyed event (the audit.chain.keyed marker)' })),
   problem: Type.Optional(
     Type.Object({
       seq: Type.Integer(),
-      kind: Type.String(),
+      kind: Type.String({ description: 'edited, deleted, reordered, truncated, rewritten, unkeyed, empty, missing-head or bad-checkpoint' }),
       message: Type.String(),
+      checkpoint: Type.Optional(Type.Object({ source: Type.String(), line: Type.Integer() })),
     }),
   ),
 });
 export type ChainVerificationWire = Static<typeof ChainVerificationSchema>;
+
+export const CheckpointSchema = Type.Object({
+  v: Type.Literal(1),
+  seq: Type.Integer({ minimum: 1 }),
+  hash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  time: Type.String({ maxLength: 40 }),
+  keyId: Type.String({ pattern: '^[0-9a-f]{16}$' }),
+  sig: Type.String({ maxLength: 200 }),
+});
+export type CheckpointWire = Static<typeof CheckpointSchema>;
+
+export const VerifyAuditBody = Type.Object(
+  {
+    checkpoints: Type.Optional(
+      Type.Array(CheckpointSchema, { maxItems: 100_000, description: "Checkpoints to hold the log to, besides the server's own checkpoints file" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type VerifyAuditBodyWire = Static<typeof VerifyAuditBody>;
+
+export const CheckpointKeySchema = Type.Object({
+  keyId: Type.String(),
+  algorithm: Type.Literal('Ed25519'),
+  publicKey: Type.String({ description: 'The raw 32-byte public key, base64' }),
+  pem: Type.String(),
+  fingerprint: Type.String(),
+});
+export type CheckpointKeyWire = Static<typeof CheckpointKeySchema>;
+
+export const WrittenCheckpointSchema = Type.Object({
+  checkpoint: CheckpointSchema,
+  /** The line as it goes into a checkpoints file. */
+  line: Type.String(),
+  /** Where the server wrote it (its sinks); empty when this head was already checkpointed. */
+  sinks: Type.Array(Type.String()),
+});
+export type WrittenCheckpointWire = Static<typeof WrittenCheckpointSchema>;

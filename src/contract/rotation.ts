@@ -71,10 +71,11 @@ export const PolicyHealthCheck = Type.Object(
 export const PolicyDeployHook = Type.Object(
   {
     url: Type.Optional(Type.String({ maxLength: 2000, description: 'POSTed a JSON notice; a 2xx answer means consumers were told' })),
-    command: Type.Optional(Type.Array(Type.String({ maxLength: 1000 }), { minItems: 1, maxItems: 50, description: 'A program and its arguments; given the notice as JSON on standard input' })),
+    program: Type.Optional(Type.String({ minLength: 1, maxLength: 63, description: 'A program registered in the server configuration; given the notice as JSON on standard input' })),
+    args: Type.Optional(Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 50, description: "Extra arguments, each allowed by the program's allowArgs" })),
     timeout: Type.Optional(DurationText),
   },
-  { ...strict, description: 'Tells consumers a new credential is current (a rolling deploy): exactly one of url or command' },
+  { ...strict, description: 'Tells consumers a new credential is current (a rolling deploy): exactly one of url or program' },
 );
 
 export const RotationPolicySpec = Type.Object(

@@ -15,7 +15,8 @@
  * audited; running the same selector again finishes the job, since done keys no longer match.
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
-import { appendAudit, appendAuditBatch, type ActorContext, type AuditEventInput } from '../audit/index.js';
+import { type ActorContext, type AuditEventInput } from '../audit/index.js';
+import type { AuditLog } from '../audit/index.js';
 import type { ApiKeysTable, Database, Dialect, IncidentsTable } from '../store/index.js';
 import { AppError, isAppError } from '../shared/errors.js';
 import { decodeCursor, encodeCursor } from '../shared/cursor.js';
@@ -37,6 +38,8 @@ export type IncidentStatus = IncidentsTable['status'];
 
 export interface IncidentServiceDeps {
   readonly db: Kysely<Database>;
+  /** The audit log every change is written to, in the change's transaction. */
+  readonly audit: AuditLog;
   readonly dialect: Dialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
@@ -159,7 +162,7 @@ export class IncidentService {
             .returning('id')
             .execute();
           const events: AuditEventInput[] = rows.map((row) => ({ action: 'key.revoked', target: row.id, data: { reason, incident: incident.id } }));
-          await appendAuditBatch(trx, ctx, events, now);
+          await this.#deps.audit.appendBatch(trx, ctx, events, now);
           await this.#count(trx, incident.id, rows.length);
           return rows.map((row) => row.id);
         });
@@ -211,7 +214,7 @@ export class IncidentService {
           );
           await linkSuccessors(trx, pairs.map(({ old, successor }) => [old.id, successor.row.id, successor.graceEndsAt] as const), nowIso);
           const events = pairs.flatMap(({ old, successor }) => rotationAudit(old, successor.row, overlapMs, successor.graceEndsAt, { reason, incident: incident.id }));
-          await appendAuditBatch(trx, ctx, events, nowIso);
+          await this.#deps.audit.appendBatch(trx, ctx, events, nowIso);
           await this.#count(trx, incident.id, pairs.length);
           return pairs;
         });
@@ -305,7 +308,7 @@ export class IncidentService {
     };
     await this.#deps.db.transaction().execute(async (trx) => {
       await trx.insertInto('incidents').values(row).execute();
-      await appendAudit(trx, ctx, {
+      await this.#deps.audit.append(trx, ctx, {
         action: 'incident.opened',
         target: row.id,
         data: { action, select: plan.select, reason, planned: plan.ids.length, ...(overlap !== null ? { overlap } : {}) },
@@ -345,7 +348,7 @@ export class IncidentService {
           .where('status', '=', 'running')
           .executeTakeFirst();
         if (Number(updated.numUpdatedRows) !== 1) continue;
-        await appendAudit(trx, { actor: 'system' }, { action: 'incident.closed', target: row.id, data: { status: 'failed', keys: Number(row.key_count), failure } }, now);
+        await this.#deps.audit.append(trx, { actor: 'system' }, { action: 'incident.closed', target: row.id, data: { status: 'failed', keys: Number(row.key_count), failure } }, now);
         closed += 1;
       }
       return closed;
@@ -368,7 +371,7 @@ export class IncidentService {
     const now = iso(this.#deps.clock.now());
     await this.#deps.db.transaction().execute(async (trx) => {
       await trx.updateTable('incidents').set({ status: 'done', finished_at: now }).where('id', '=', id).execute();
-      await appendAudit(trx, ctx, { action: 'incident.closed', target: id, data: { status: 'done', keys: keyCount } }, now);
+      await this.#deps.audit.append(trx, ctx, { action: 'incident.closed', target: id, data: { status: 'done', keys: keyCount } }, now);
     });
     return this.get(id);
   }
@@ -381,7 +384,7 @@ export class IncidentService {
     try {
       await this.#deps.db.transaction().execute(async (trx) => {
         await trx.updateTable('incidents').set({ status: 'failed', finished_at: now, failure, updated_at: now }).where('id', '=', id).execute();
-        await appendAudit(trx, ctx, { action: 'incident.closed', target: id, data: { status: 'failed', keys: keyCount, failure } }, now);
+        await this.#deps.audit.append(trx, ctx, { action: 'incident.closed', target: id, data: { status: 'failed', keys: keyCount, failure } }, now);
       });
     } catch {
       // The store is failing: the row stays `running`, which says as much.

@@ -4,7 +4,8 @@
  * verify cache. The key string is returned once, from issue and rotate, and never stored.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { appendAudit, ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/index.js';
+import { ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/index.js';
+import type { AuditLog } from '../audit/index.js';
 import type { KeyHasher } from '../crypto/index.js';
 import type { Database, ApiKeysTable, Dialect } from '../store/index.js';
 import { AppError } from '../shared/errors.js';
@@ -46,6 +47,8 @@ export const DEFAULT_KEY_POLICY: KeyPolicyConfig = {
 
 export interface KeyServiceDeps {
   readonly db: Kysely<Database>;
+  /** The audit log every change is written to, in the change's transaction. */
+  readonly audit: AuditLog;
   readonly dialect: Dialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
@@ -605,7 +608,7 @@ export class KeyService {
     await this.#deps.db.transaction().execute(async (trx) => {
       await trx.insertInto('api_keys').values(row).execute();
       await this.#writeLabels(trx, id, input.labels ?? {});
-      await appendAudit(trx, ctx, {
+      await this.#deps.audit.append(trx, ctx, {
         action,
         target: id,
         data: { owner: row.owner, env, scopes: dedupe(scopes), expiresAt, labels: input.labels ?? {}, ...(clamped ? { expiryClampedTo: bounds?.parentId } : {}) },
@@ -647,7 +650,7 @@ export class KeyService {
         }
       }
       const outcome = await apply(trx, old, now);
-      for (const event of outcome.audit) await appendAudit(trx, ctx, event, iso(now));
+      for (const event of outcome.audit) await this.#deps.audit.append(trx, ctx, event, iso(now));
       return outcome;
     });
     this.verifier.invalidate(keyId);

@@ -6,7 +6,8 @@
  * make exactly one of two racing writers win; the other gets a version conflict.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { appendAudit, recordAuditEvent, type ActorContext, type AuditEventInput } from '../audit/index.js';
+import { type ActorContext, type AuditEventInput } from '../audit/index.js';
+import type { AuditLog } from '../audit/index.js';
 import type { Database, RotationPoliciesTable } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import { AppError } from '../shared/errors.js';
@@ -16,6 +17,8 @@ import { createPolicyValidator, type ConnectorSettingsCheck, type PolicyLimits, 
 
 export interface RotationPolicyServiceDeps {
   readonly db: Kysely<Database>;
+  /** The audit log every change is written to, in the change's transaction. */
+  readonly audit: AuditLog;
   readonly clock: Clock;
   readonly limits: PolicyLimits;
   /** Checks connector settings (the connector registry); without it only shapes and safety are checked. */
@@ -136,7 +139,7 @@ export class RotationPolicyService {
     if (unmet.length === 0) return;
     const scopes = unmet.map((need) => need.scope);
     const now = new Date(this.#deps.clock.now()).toISOString();
-    await recordAuditEvent(
+    await this.#deps.audit.record(
       this.#deps.db,
       author,
       { action: 'auth.denied', target: `rotation-policy:${policy.name}`, data: { requiredScope: scopes[0]!, requiredScopes: scopes, fields: unmet.map((need) => `policy.${need.field}`), action: 'rotation.policy.put' } },
@@ -155,7 +158,7 @@ export class RotationPolicyService {
     const now = new Date(this.#deps.clock.now()).toISOString();
     return this.#deps.db.transaction().execute(async (trx) => {
       const done = await work(trx, now);
-      for (const event of done.audit) await appendAudit(trx, ctx, event, now);
+      for (const event of done.audit) await this.#deps.audit.append(trx, ctx, event, now);
       return done.result;
     });
   }

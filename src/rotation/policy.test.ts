@@ -104,10 +104,13 @@ describe('rotation policy validator', () => {
     expect(problemsOf({ ...secretPolicy, quietPeriod: '10m' })).toEqual([{ path: ['quietPeriod'], message: expect.stringContaining('applies to issued keys') }]);
   });
 
-  it('wants exactly one of url or command in a deploy hook', () => {
+  it('wants exactly one of url or program in a deploy hook, and no command line', () => {
     expect(validator.check({ ...secretPolicy, deployHook: { url: 'https://deploy.internal/hook', timeout: '30s' } }).ok).toBe(true);
-    expect(validator.check({ ...secretPolicy, deployHook: { command: ['/usr/local/bin/refresh', '--all'] } }).ok).toBe(true);
-    expect(problemsOf({ ...secretPolicy, deployHook: {} })).toEqual([{ path: ['deployHook'], message: 'deployHook needs exactly one of url or command' }]);
+    expect(validator.check({ ...secretPolicy, deployHook: { program: 'refresh', args: ['--all'] } }).ok).toBe(true);
+    const hookNeeds = 'deployHook needs exactly one of url or program (a program registered in the server configuration)';
+    expect(problemsOf({ ...secretPolicy, deployHook: {} })).toEqual([{ path: ['deployHook'], message: hookNeeds }]);
+    expect(problemsOf({ ...secretPolicy, deployHook: { command: ['/bin/sh', '-c', 'id'] } })).toEqual([{ path: ['deployHook', 'command'], message: 'unknown field "command" in deployHook' }]);
+    expect(problemsOf({ ...secretPolicy, deployHook: { url: 'https://x.example', args: ['x'] } })).toEqual([{ path: ['deployHook', 'args'], message: 'deployHook.args goes with program' }]);
     expect(problemsOf({ ...secretPolicy, deployHook: { url: 'ftp://x' } })).toEqual([{ path: ['deployHook', 'url'], message: 'deployHook.url must be an http or https URL' }]);
     expect(problemsOf({ ...secretPolicy, deployHook: { url: 'https://x.example', timeout: 'soon' } })).toEqual([
       { path: ['deployHook', 'timeout'], message: expect.stringContaining('positive duration') },

@@ -59,9 +59,15 @@ const KEY_ID_RE = /^key_[0-9A-Za-z]{22}$/;
 const SECRET_PATH_RE = new RegExp(SECRET_PATH_PATTERN);
 const KEY_CONNECTORS: ReadonlySet<ConnectorType> = new Set(['keysmith-key']);
 
-/** What the validator asks of the connector registry: the settings problems of a connector block. */
+/**
+ * What the validator asks of the connector registry: the settings problems of a connector block,
+ * and (with the server's configuration) whether a health check or deploy hook URL's host is in
+ * the egress allowlist and a deploy hook's program is registered.
+ */
 export interface ConnectorSettingsCheck {
   validate(type: unknown, settings: unknown): string[];
+  checkUrl?(url: string): string | undefined;
+  checkProgram?(name: string, args: readonly string[]): string[];
 }
 
 export function createPolicyValidator(limits: PolicyLimits, connectors?: ConnectorSettingsCheck): PolicyValidator {
@@ -72,8 +78,9 @@ export function createPolicyValidator(limits: PolicyLimits, connectors?: Connect
     const problems = safetyProblems(input, limits);
     // Settings are judged only for a connector that fits the target: otherwise the type is the problem.
     if (connectors !== undefined && !problems.some((problem) => problem.path[0] === 'connector' && problem.path[1] === 'type')) {
-      for (const message of connectors.validate(input.connector.type, input.connector.settings ?? {})) problems.push({ path: ['connector', 'settings'], message });
+      for (const message of connectors.validate(input.connector.type, input.connector.settings ?? {})) problems.push({ path: settingsPath(message), message });
     }
+    if (connectors !== undefined) problems.push(...outboundProblems(input, connectors, problems));
     return problems.length > 0 ? { ok: false, problems } : { ok: true, policy: normalisePolicy(input) };
   };
   return {
@@ -99,6 +106,38 @@ export function createPolicyValidator(limits: PolicyLimits, connectors?: Connect
       return { policies, problems };
     },
   };
+}
+
+/** A settings problem names its field first (`program …`, `create.url: …`): point the path at it. */
+function settingsPath(message: string): PolicyPath {
+  const field = /^([A-Za-z]+)(?:\.([A-Za-z0-9_]+))?[ :]/.exec(message);
+  const known = new Set(['program', 'args', 'command', 'env', 'secrets', 'timeout', 'create', 'set', 'test', 'revoke', 'adminSecret']);
+  if (!field || !known.has(field[1]!)) return ['connector', 'settings'];
+  const sub = field[2] === undefined ? [] : /^\d+$/.test(field[2]) ? [Number(field[2])] : [field[2]];
+  return ['connector', 'settings', field[1]!, ...sub];
+}
+
+/** Health check and deploy hook URLs the egress allowlist refuses; a deploy hook program that is not registered. */
+function outboundProblems(spec: RotationPolicySpecWire, check: ConnectorSettingsCheck, already: readonly PolicyProblem[]): PolicyProblem[] {
+  const problems: PolicyProblem[] = [];
+  const reported = (path: PolicyPath) => already.some((problem) => problem.path.join('.') === path.join('.'));
+  (spec.healthChecks ?? []).forEach((healthCheck, index) => {
+    const path = ['healthChecks', index, 'url'];
+    const refused = reported(path) ? undefined : check.checkUrl?.(healthCheck.url);
+    if (refused !== undefined) problems.push({ path, message: `healthChecks.${index}.url: ${refused}` });
+  });
+  const hook = spec.deployHook;
+  if (hook?.url !== undefined && !reported(['deployHook', 'url'])) {
+    const refused = check.checkUrl?.(hook.url);
+    if (refused !== undefined) problems.push({ path: ['deployHook', 'url'], message: `deployHook.url: ${refused}` });
+  }
+  if (hook?.program !== undefined) {
+    for (const message of check.checkProgram?.(hook.program, hook.args ?? []) ?? []) {
+      const arg = /^args\.(\d+)/.exec(message);
+      problems.push({ path: arg ? ['deployHook', 'args', Number(arg[1])] : ['deployHook', 'program'], message: `deployHook.${message}` });
+    }
+  }
+  return problems;
 }
 
 function pointerPath(pointer: string): Array<string | number> {
@@ -168,9 +207,10 @@ function safetyProblems(spec: RotationPolicySpecWire, limits: PolicyLimits): Pol
   }
 
   if (spec.deployHook !== undefined) {
-    const { url, command, timeout } = spec.deployHook;
-    if ((url === undefined) === (command === undefined)) refuse(['deployHook'], 'deployHook needs exactly one of url or command');
+    const { url, program, args, timeout } = spec.deployHook;
+    if ((url === undefined) === (program === undefined)) refuse(['deployHook'], 'deployHook needs exactly one of url or program (a program registered in the server configuration)');
     else if (url !== undefined && !isHttpUrl(url)) refuse(['deployHook', 'url'], 'deployHook.url must be an http or https URL');
+    if (args !== undefined && program === undefined) refuse(['deployHook', 'args'], 'deployHook.args goes with program');
     duration(['deployHook', 'timeout'], timeout);
   }
   (spec.healthChecks ?? []).forEach((check, index) => {

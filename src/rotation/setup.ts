@@ -4,8 +4,10 @@
  * the run engine. The composition root and the test context both call this, so they agree.
  */
 import { createHmac } from 'node:crypto';
+import type { AuditLog } from '../audit/index.js';
 import type { Kysely } from 'kysely';
 import type { KeyService } from '../keys/index.js';
+import { denyAllOutbound, type Outbound } from '../outbound/index.js';
 import type { SecretService } from '../secrets/index.js';
 import type { Database, Dialect } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
@@ -18,6 +20,8 @@ import { RotationEngine, type RotationEngineConfig } from './runs/engine.js';
 
 export interface RotationModuleDeps {
   readonly db: Kysely<Database>;
+  /** The audit log every change is written to, in the change's transaction. */
+  readonly audit: AuditLog;
   readonly dialect: Dialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
@@ -28,6 +32,11 @@ export interface RotationModuleDeps {
   readonly engine?: Partial<RotationEngineConfig>;
   /** Extra connectors (tests, plugins); a later one replaces a built-in of the same type. */
   readonly connectors?: readonly Connector[];
+  /**
+   * The operator's egress allowlist and program registry (the server configuration file). When
+   * absent nothing is allowed: no host can be called and no program run.
+   */
+  readonly outbound?: Outbound;
 }
 
 export interface RotationModule {
@@ -38,10 +47,11 @@ export interface RotationModule {
 
 export function createRotationModule(deps: RotationModuleDeps): RotationModule {
   const randomFor = (runId: string) => derivedRandom(deps.runSecret, runId);
-  const connectors = createConnectorRegistry({ random: deps.random }, [new KeysmithKeyConnector({ keys: deps.keys, randomFor }), ...(deps.connectors ?? [])]);
+  const outbound = deps.outbound ?? denyAllOutbound();
+  const connectors = createConnectorRegistry({ random: deps.random, outbound }, [new KeysmithKeyConnector({ keys: deps.keys, randomFor }), ...(deps.connectors ?? [])]);
   // A policy's overlap may not outlast what the key class allows a key to live.
-  const policies = new RotationPolicyService({ db: deps.db, clock: deps.clock, limits: { maxOverlapMs: deps.keys.config.maxTtlMs }, connectors });
-  const engine = new RotationEngine({ ...deps, policies, connectors, randomFor, ...(deps.engine ? { config: deps.engine } : {}) });
+  const policies = new RotationPolicyService({ db: deps.db, audit: deps.audit, clock: deps.clock, limits: { maxOverlapMs: deps.keys.config.maxTtlMs }, connectors });
+  const engine = new RotationEngine({ ...deps, outbound, policies, connectors, randomFor, ...(deps.engine ? { config: deps.engine } : {}) });
   return { policies, connectors, engine };
 }
 
@@ -65,7 +75,10 @@ export function derivedRandom(secret: Uint8Array, label: string): RandomBytes {
 
 /**
  * The settings check of every connector type, for checking a policy file away from a server
- * (the CLI's plan): the same validators the server uses, without the services runs need.
+ * (the CLI's plan): the same validators the server uses, without the services runs need. It has
+ * no server configuration, so it checks shapes only: a `program` is a name (not whether the
+ * server registered it), a URL is https (not whether the egress allowlist lists its host). The
+ * server checks those when the policy is put, and again when it runs.
  */
 export function connectorSettingsCheck(): ConnectorRegistry {
   const unused = () => {

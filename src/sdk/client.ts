@@ -5,6 +5,9 @@
 import type {
   AuditPageWire,
   ChainVerificationWire,
+  CheckpointKeyWire,
+  VerifyAuditBodyWire,
+  WrittenCheckpointWire,
   CreateKeyBodyWire,
   CreateTokenBodyWire,
   IssuedKeyWire,
@@ -197,8 +200,17 @@ export class KeysmithClient {
   listAudit(query: ListAuditQueryWire = {}): Promise<AuditPageWire> {
     return this.#call('GET', '/v1/audit', { query: query as Query });
   }
-  verifyAudit(): Promise<ChainVerificationWire> {
-    return this.#call('POST', '/v1/audit/verify');
+  /** Checks the keyed chain against the server's checkpoints file and the checkpoints given. */
+  verifyAudit(body: VerifyAuditBodyWire = {}): Promise<ChainVerificationWire> {
+    return this.#call('POST', '/v1/audit/verify', { body });
+  }
+  /** Signs the audit head now; the server writes it to its sinks once per head. */
+  auditCheckpoint(): Promise<WrittenCheckpointWire> {
+    return this.#call('POST', '/v1/audit/checkpoints', { body: {} });
+  }
+  /** The Ed25519 key that verifies audit checkpoints. */
+  auditCheckpointKey(): Promise<CheckpointKeyWire> {
+    return this.#call('GET', '/v1/audit/checkpoint-key');
   }
 
   /** Stores a new version; `cas` guards against a concurrent writer, `requestToken` makes a retry safe. */

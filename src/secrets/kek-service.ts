@@ -7,7 +7,8 @@
  * the condition that it still holds the version it was read with.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { appendAudit, type ActorContext } from '../audit/index.js';
+import { type ActorContext } from '../audit/index.js';
+import type { AuditLog } from '../audit/index.js';
 import { rewrapEnvelope, ENVELOPE_ALG, ENVELOPE_FORMAT, type Envelope, type KekProvider } from '../crypto/index.js';
 import type { Database, Dialect, SecretVersionsTable } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
@@ -17,6 +18,8 @@ import { repeatEvery } from '../shared/repeat.js';
 
 export interface KekServiceDeps {
   readonly db: Kysely<Database>;
+  /** The audit log every change is written to, in the change's transaction. */
+  readonly audit: AuditLog;
   readonly clock: Clock;
   readonly kek: KekProvider;
   /** On PostgreSQL, writers share-lock the KEK version they seal under, so retire cannot miss them. */
@@ -168,7 +171,7 @@ export class KekService {
     await db.transaction().execute(async (trx) => {
       // The primary key refuses a second server rotating to the same number at the same time.
       await trx.insertInto('kek_versions').values({ provider: kek.id, version: next, state: 'active', created_at: now, retired_at: null }).execute();
-      await appendAudit(trx, ctx, { action: 'kek.rotated', target: `kek:${kek.id}`, data: { provider: kek.id, version: next } }, now);
+      await this.#deps.audit.append(trx, ctx, { action: 'kek.rotated', target: `kek:${kek.id}`, data: { provider: kek.id, version: next } }, now);
     });
     // In the background: a failure is left for the next check (status shows what remains), never an unhandled rejection.
     this.kick().catch(() => undefined);
@@ -199,7 +202,7 @@ export class KekService {
       const n = Number(inUse?.n ?? 0);
       if (n > 0) throw new AppError('ERR_KEK_VERSION_IN_USE', `${n} data key(s) are still wrapped under version ${version}; wait for the re-wrap to finish (keysmith kek status)`);
       await trx.updateTable('kek_versions').set({ state: 'retired', retired_at: now }).where('provider', '=', kek.id).where('version', '=', version).execute();
-      await appendAudit(trx, ctx, { action: 'kek.retired', target: `kek:${kek.id}`, data: { provider: kek.id, version } }, now);
+      await this.#deps.audit.append(trx, ctx, { action: 'kek.retired', target: `kek:${kek.id}`, data: { provider: kek.id, version } }, now);
     });
     for (const listener of this.#retiredListeners) listener();
     return this.status();
@@ -289,7 +292,7 @@ export class KekService {
           .execute();
       }
       const data = { provider: kek.id, toVersion: target, dataKeys: updates.length, ...(skipped > 0 ? { skipped } : {}) };
-      await appendAudit(trx, { actor: 'system' }, { action: 'kek.rewrapped', target: `kek:${kek.id}`, data }, now);
+      await this.#deps.audit.append(trx, { actor: 'system' }, { action: 'kek.rewrapped', target: `kek:${kek.id}`, data }, now);
     });
   }
 }

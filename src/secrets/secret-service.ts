@@ -10,7 +10,8 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
-import { appendAudit, ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/index.js';
+import { ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/index.js';
+import type { AuditLog } from '../audit/index.js';
 import { openEnvelope, sealEnvelope, type Envelope } from '../crypto/index.js';
 import { RESERVED_STAGES } from '../contract/index.js';
 import { isUniqueViolation, type Database, type Dialect, type SecretsTable, type SecretVersionsTable } from '../store/index.js';
@@ -60,6 +61,8 @@ export const DEFAULT_SECRET_POLICY: SecretPolicyConfig = {
 
 export interface SecretServiceDeps {
   readonly db: Kysely<Database>;
+  /** The audit log every change is written to, in the change's transaction. */
+  readonly audit: AuditLog;
   readonly dialect: Dialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
@@ -544,7 +547,7 @@ export class SecretService {
     const now = new Date(nowMs).toISOString();
     const outcome = await this.#deps.db.transaction().execute(async (trx) => {
       const done = await work(trx, now, nowMs);
-      for (const event of done.audit) await appendAudit(trx, ctx, event, now);
+      for (const event of done.audit) await this.#deps.audit.append(trx, ctx, event, now);
       return done;
     });
     if (outcome.changed !== undefined) this.#invalidate(outcome.changed);
@@ -591,7 +594,7 @@ export class SecretService {
     if (row.deletion_date !== null && row.deletion_date <= now) {
       await trx.deleteFrom('secret_reads').where('secret_id', '=', row.id).execute();
       await trx.deleteFrom('secrets').where('id', '=', row.id).execute();
-      await appendAudit(trx, { actor: 'system' }, { action: 'secret.purged', target: row.id, data: { path } }, now);
+      await this.#deps.audit.append(trx, { actor: 'system' }, { action: 'secret.purged', target: row.id, data: { path } }, now);
       this.#invalidate(row.id);
       return undefined;
     }

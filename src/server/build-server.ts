@@ -13,6 +13,8 @@ import type { RotationPolicyService, RotationEngine } from '../rotation/index.js
 import type { Store } from '../store/index.js';
 import { requestIdGenerator, type RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
+import type { AuditLog } from '../audit/index.js';
+import type { AuditCheckpointsDeps } from './route-deps.js';
 import { VerifyKeyBody, type VerifyKeyBodyWire } from '../contract/index.js';
 import { createAuthGuard } from './plugins/auth.js';
 import { createMetrics, httpRequestCounter, registerMetrics, type ServerMetrics } from './plugins/metrics.js';
@@ -34,6 +36,7 @@ import { createTokenRoute } from './routes/tokens/create.js';
 import { manageTokenRoutes } from './routes/tokens/manage.js';
 import { listAuditRoute } from './routes/audit/list.js';
 import { verifyAuditRoute } from './routes/audit/verify.js';
+import { auditCheckpointRoutes } from './routes/audit/checkpoints.js';
 import { healthRoutes } from './routes/system/health.js';
 import { secretRoutes } from './routes/secrets/secrets.js';
 import { rewriteSecretActionUrl } from './routes/secrets/action-url.js';
@@ -44,7 +47,7 @@ import { incidentRoutes } from './routes/incidents/incidents.js';
 import { publicOpenApi } from './openapi-paths.js';
 import { recordRouteScopes } from './route-scopes.js';
 import { createEventStreams, eventsRoute } from './routes/events/stream.js';
-import { AuditTail, recordAuditEvent } from '../audit/index.js';
+import { AuditTail } from '../audit/index.js';
 import { AuthFailureTracker, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './plugins/auth-failures.js';
 import { AppError } from '../shared/errors.js';
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../shared/json-depth.js';
@@ -73,6 +76,9 @@ export interface ServerDeps {
   readonly rotationPolicies: RotationPolicyService;
   readonly rotation: RotationEngine;
   readonly store: Store;
+  readonly audit: AuditLog;
+  /** The checkpoints file verify reads by default, and the checkpointer that writes to the sinks (none in tests unless given). */
+  readonly auditCheckpoints?: AuditCheckpointsDeps;
   readonly clock: Clock;
   readonly random: RandomBytes;
   readonly metrics?: ServerMetrics;
@@ -147,7 +153,7 @@ function createFailureTracker(deps: ServerDeps, metrics: ServerMetrics, options:
     },
     onWriteError: (error, count) => log.error({ err: error, count }, 'could not write an aggregated auth.failed event'),
     write: async ({ info, count, window }) => {
-      await recordAuditEvent(
+      await deps.audit.record(
         deps.store.db,
         { actor: 'anonymous', requestId: info.requestId, sourceIp: info.ip },
         { action: 'auth.failed', target: info.target, data: { reason: info.reason, method: info.method, route: info.route, count, ...(window ? { window } : {}) } },
@@ -240,9 +246,11 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     rotationPolicies: deps.rotationPolicies,
     rotation: deps.rotation,
     store: deps.store,
+    audit: deps.audit,
+    auditCheckpoints: deps.auditCheckpoints ?? {},
     clock: deps.clock,
     metrics,
-    guard: createAuthGuard({ keys: deps.keys, store: deps.store, clock: deps.clock, failures }),
+    guard: createAuthGuard({ keys: deps.keys, store: deps.store, audit: deps.audit, clock: deps.clock, failures }),
     answerVerify: createVerifyAnswerer({ keys: deps.keys, metrics }),
     isReady: deps.isReady ?? (() => true),
     events,
@@ -263,6 +271,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     manageTokenRoutes,
     listAuditRoute,
     verifyAuditRoute,
+    auditCheckpointRoutes,
     secretRoutes,
     kekRoutes,
     rotationPolicyRoutes,

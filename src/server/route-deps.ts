@@ -6,6 +6,7 @@ import type { IncidentService, KeyService } from '../keys/index.js';
 import type { RotationPolicyService, RotationEngine } from '../rotation/index.js';
 import type { Store } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
+import type { AuditCheckpointer, AuditLog } from '../audit/index.js';
 import type { ServerMetrics } from './plugins/metrics.js';
 import type { VerifyAnswerer } from './routes/keys/verify-answer.js';
 import type { EventStreams } from './routes/events/stream.js';
@@ -18,6 +19,8 @@ export interface RouteDeps {
   readonly rotationPolicies: RotationPolicyService;
   readonly rotation: RotationEngine;
   readonly store: Store;
+  readonly audit: AuditLog;
+  readonly auditCheckpoints: AuditCheckpointsDeps;
   readonly clock: Clock;
   readonly metrics: ServerMetrics;
   readonly guard: (requirement: ScopeRequirement) => onRequestHookHandler;
@@ -27,4 +30,11 @@ export interface RouteDeps {
   readonly events: EventStreams;
   /** Whether the server accepts traffic (false while draining). */
   readonly isReady: () => boolean;
+}
+
+export interface AuditCheckpointsDeps {
+  /** The checkpoints file `POST /v1/audit/verify` holds the log to. */
+  readonly file?: string | undefined;
+  /** Writes on-demand checkpoints to the server's sinks; without it they are only returned. */
+  readonly checkpointer?: AuditCheckpointer | undefined;
 }

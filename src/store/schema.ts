@@ -65,12 +65,16 @@ export interface AuditEventsTable {
   data: string;
   prev_hash: string;
   hash: string;
+  /** How `hash` was made: 'sha256' (before the chain was keyed) or 'hmac-sha256:v1'. */
+  scheme: string;
 }
 
 export interface AuditHeadTable {
   id: number;
   seq: number;
   hash: string;
+  /** The scheme the chain is at; an unkeyed head makes the next append write the `audit.chain.keyed` marker. */
+  scheme: string;
 }
 
 export interface SecretsTable {

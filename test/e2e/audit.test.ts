@@ -3,7 +3,7 @@
  * chain verified through the API, and offline verification naming the event that was edited or
  * deleted directly in the SQLite file.
  */
-import { cpSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,6 +78,25 @@ describe('audit trail', { timeout: 120_000 }, () => {
     expect(verified.stdout).toMatch(/Audit chain intact: \d+ events/);
   });
 
+  it('prints the checkpoint key and signs a checkpoint through the API, which then holds the log to it', async () => {
+    const key = await server.cli(['audit', 'key', '--json']);
+    expect(key.code, key.stderr).toBe(0);
+    expect(key.json()).toMatchObject({ algorithm: 'Ed25519', keyId: expect.stringMatching(/^[0-9a-f]{16}$/) });
+    expect(key.json().pem).toContain('BEGIN PUBLIC KEY');
+    const out = join(makeTempDir('audit-out'), 'mine.jsonl');
+    const signed = await server.cli(['audit', 'checkpoint', '--out', out, '--json']);
+    expect(signed.code, signed.stderr).toBe(0);
+    expect(signed.json().checkpoint).toMatchObject({ keyId: key.json().keyId });
+    expect(signed.json().sinks).toEqual([join(dataDir, 'audit-checkpoints.jsonl'), out]);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    expect(readFileSync(out, 'utf8')).toBe(`${signed.json().line}\n`);
+    const text = await server.cli(['audit', 'key']);
+    expect(text.stdout).toContain(key.json().fingerprint);
+    const verified = await server.cli(['audit', 'verify', '--checkpoints', out, '--json']);
+    expect(verified.code, verified.stdout).toBe(0);
+    expect(verified.json().checkpoints).toBeGreaterThanOrEqual(2);
+  });
+
   it('names the edited or deleted event when verifying the data directory offline', async () => {
     // Stops this file's server, so it runs last; it reads the events from the file itself.
     const stopped = await server.stop();
@@ -117,5 +136,100 @@ describe('audit trail', { timeout: 120_000 }, () => {
     expect(afterDelete.json().problem.message).toContain(`#${rotatedEvent!.seq}`);
     expect(untouched.code, untouched.stdout + untouched.stderr).toBe(0);
     expect(untouched.stdout).toMatch(/intact/);
+  });
+
+  it('offline: catches a truncated log by the checkpoint the server wrote at shutdown, and exits 1', async () => {
+    const file = join(dataDir, 'audit-checkpoints.jsonl');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { seq: number; keyId: string });
+    const db = new Database(join(dataDir, 'keysmith.db'), { readonly: true });
+    const last = db.prepare('select max(seq) as seq from audit_events').get() as { seq: number };
+    db.close();
+    // The shutdown checkpoint names the last event.
+    expect(lines.at(-1)!.seq).toBe(last.seq);
+
+    const copy = join(makeTempDir('audit-truncated'), 'data');
+    cpSync(dataDir, copy, { recursive: true });
+    const cut = new Database(join(copy, 'keysmith.db'));
+    cut.prepare('delete from audit_events where seq > ?').run(last.seq - 2);
+    const kept = cut.prepare('select seq, hash from audit_events where seq = ?').get(last.seq - 2) as { seq: number; hash: string };
+    cut.prepare('update audit_head set seq = ?, hash = ? where id = 1').run(kept.seq, kept.hash);
+    cut.close();
+    const truncated = await runCli(['audit', 'verify', '--data', copy, '--json']);
+    expect(truncated.code, truncated.stderr).toBe(1);
+    expect(truncated.json().problem).toMatchObject({ kind: 'truncated', seq: last.seq - 1, checkpoint: { source: join(copy, 'audit-checkpoints.jsonl') } });
+
+    // The same copy with its checkpoints file gone is consistent: a checkpoint kept elsewhere still catches it.
+    const elsewhere = join(makeTempDir('audit-elsewhere'), 'checkpoints.jsonl');
+    cpSync(file, elsewhere);
+    rmSync(join(copy, 'audit-checkpoints.jsonl'));
+    expect((await runCli(['audit', 'verify', '--data', copy])).code).toBe(0);
+    const withoutFile = await runCli(['audit', 'verify', '--data', copy, '--checkpoints', elsewhere]);
+    expect(withoutFile.code).toBe(1);
+    expect(withoutFile.stdout).toMatch(/BROKEN.*truncated/);
+  });
+
+  it('offline: empties the log and resets the head; verify exits 1', async () => {
+    const copy = join(makeTempDir('audit-emptied'), 'data');
+    cpSync(dataDir, copy, { recursive: true });
+    const db = new Database(join(copy, 'keysmith.db'));
+    db.prepare('delete from audit_events').run();
+    db.prepare('update audit_head set seq = 0, hash = ? where id = 1').run('0'.repeat(64));
+    db.close();
+    const [withCheckpoints, alone] = await Promise.all([
+      runCli(['audit', 'verify', '--data', copy, '--json']),
+      runCli(['audit', 'verify', '--data', copy, '--checkpoints', join(makeTempDir('audit-none'), 'empty.jsonl')]),
+    ]);
+    expect(withCheckpoints.code).toBe(1);
+    expect(withCheckpoints.json().problem).toMatchObject({ kind: 'truncated', seq: 1 });
+    // A --checkpoints file that does not exist is bad usage.
+    expect(alone.code).toBe(2);
+  });
+
+  it('offline: a deleted head row, a deleted first event and an empty log each exit 1 (with no checkpoints to help)', async () => {
+    const root = makeTempDir('audit-naive');
+    const tamper = (name: string, statements: string[]) => {
+      const copy = join(root, name);
+      cpSync(dataDir, copy, { recursive: true });
+      rmSync(join(copy, 'audit-checkpoints.jsonl'));
+      const db = new Database(join(copy, 'keysmith.db'));
+      for (const statement of statements) db.prepare(statement).run();
+      db.close();
+      return copy;
+    };
+    const cases = [
+      { dir: tamper('no-head', ['delete from audit_head']), kind: 'missing-head' },
+      { dir: tamper('no-first', ['delete from audit_events where seq = 1']), kind: 'deleted' },
+      { dir: tamper('empty', ['delete from audit_events']), kind: 'empty' },
+    ];
+    const results = await Promise.all(cases.map((c) => runCli(['audit', 'verify', '--data', c.dir, '--json'])));
+    results.forEach((result, i) => {
+      expect(result.code, result.stdout + result.stderr).toBe(1);
+      expect(result.json()).toMatchObject({ ok: false, problem: { kind: cases[i]!.kind } });
+    });
+  });
+
+  it('offline: a directory with no database is named, and nothing is created in it', async () => {
+    const empty = makeTempDir('audit-nodb');
+    const result = await runCli(['audit', 'verify', '--data', empty]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('holds no Keysmith database');
+    expect(readdirSync(empty)).toEqual([]);
+    const missing = join(empty, 'nope');
+    expect((await runCli(['audit', 'checkpoint', '--data', missing])).code).toBe(2);
+    expect(existsSync(missing)).toBe(false);
+  });
+
+  it('offline: prints the same key as the server and writes a checkpoint on demand', async () => {
+    const key = await runCli(['audit', 'key', '--data', dataDir, '--json']);
+    expect(key.code, key.stderr).toBe(0);
+    const lines = readFileSync(join(dataDir, 'audit-checkpoints.jsonl'), 'utf8').trim().split('\n');
+    expect(JSON.parse(lines[0]!).keyId).toBe(key.json().keyId);
+    const out = join(makeTempDir('audit-offline-out'), 'cp.jsonl');
+    const written = await runCli(['audit', 'checkpoint', '--data', dataDir, '--out', out, '--json']);
+    expect(written.code, written.stderr).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe(`${written.json().line}\n`);
+    const verified = await runCli(['audit', 'verify', '--data', dataDir, '--checkpoints', out]);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
 /** The built CLI planning and applying a rotation policy file against a real server, as terraform plan/apply. */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, ensureBuilt, makeTempDir, removeTempDirs, runCli, startServer, stopAll, type TestServer } from './support.js';
@@ -9,7 +9,12 @@ let files: string;
 
 beforeAll(async () => {
   ensureBuilt();
-  server = await startServer(join(makeTempDir('rotation'), 'data'));
+  const dataDir = join(makeTempDir('rotation'), 'data');
+  // The hosts the example policies call must be in the operator's egress allowlist, or apply is refused.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const allow = ['api.stripe.example:443', 'deploy.internal:443', 'payments.internal:443', 'api.example.com:443'];
+  writeFileSync(join(dataDir, 'keysmith.yaml'), `egress:\n  allow:\n${allow.map((rule) => `    - ${rule}\n`).join('')}`, { mode: 0o600 });
+  server = await startServer(dataDir);
   files = makeTempDir('rotation-files');
 });
 

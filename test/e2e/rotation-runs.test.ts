@@ -5,6 +5,7 @@
  * servers on one PostgreSQL database whose schedulers start each due run exactly once.
  */
 import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, freshDatabase, makeTempDir, removeTempDirs, startServer, stopAll, waitFor, ISSUED_KEY_RE, type TestServer } from './support.js';
@@ -114,6 +115,9 @@ describe.each(['sqlite', 'postgres'] as const)('a server killed during a run [%s
     const dataDir = join(makeTempDir('crash'), 'data');
     const database = dialect === 'postgres' ? await freshDatabase() : undefined;
     const args = database ? ['--database', database.url] : [];
+    // The operator's configuration file in the data directory lets runs reach the fake vendor and health endpoint.
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(dataDir, 'keysmith.yaml'), 'egress:\n  allow:\n    - "127.0.0.1:*"\n', { mode: 0o600 });
     try {
       let server = await startServer(dataDir, args, FAST_ENGINE);
       for (const key of vendor.activeKeys()) key.revoked = true;

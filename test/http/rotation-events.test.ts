@@ -15,7 +15,8 @@ const ADMIN = { actor: 'prn_admin' };
 const SECRET_PATH = 'vendors/acme/api-key';
 
 describeEachDialect('GET /v1/events and rotation runs', (dialect) => {
-  const ctx = useContext(dialect, { events: { pollMs: 20, heartbeatMs: 150 } });
+  // The fake vendor listens on 127.0.0.1: the operator lists it.
+  const ctx = useContext(dialect, { events: { pollMs: 20, heartbeatMs: 150 }, egress: { allow: ['127.0.0.1:*'] } });
   let base: string;
   let vendor: FakeVendor;
   const streams: OpenStream[] = [];

@@ -11,7 +11,7 @@ function secretPolicy(name: string, extra: Record<string, unknown> = {}): Record
     target: { secret: `payments/${name}/api-key` },
     schedule: { cron: '0 3 * * 1', window: '2h' },
     overlap: '2d',
-    connector: { type: 'command', settings: { command: '/opt/rotate/stripe', args: ['--token-path', 'ops/rotator-token'], env: { NOTE: 'hunter2-not-a-secret-store' } } },
+    connector: { type: 'command', settings: { program: 'stripe-rotator', args: ['--token-path', 'ops/rotator-token'], env: { NOTE: 'hunter2-not-a-secret-store' } } },
     ...extra,
   };
 }
@@ -30,8 +30,11 @@ async function counts(ctx: TestContext): Promise<number[]> {
   return out;
 }
 
+/** The operator's registration of the program the policies name (its file is never run here). */
+const STRIPE_ROTATOR = { name: 'stripe-rotator', path: '/opt/rotate/stripe', sha256: 'a'.repeat(64), args: [], allowArgs: ['--token-path', '[a-z0-9/-]+'] };
+
 describeEachDialect('/v1/rotation/policies', (dialect) => {
-  const ctx = useContext(dialect);
+  const ctx = useContext(dialect, { programs: [STRIPE_ROTATOR] });
   const url = (name: string) => `/v1/rotation/policies/${name}`;
   const put = (name: string, policy: unknown, extra: Record<string, unknown> = {}, token?: string) =>
     ctx().request({ method: 'PUT', url: url(name), body: { policy, ...extra }, ...(token !== undefined ? { token } : {}) });
@@ -196,7 +199,7 @@ describeEachDialect('/v1/rotation/policies', (dialect) => {
       const record = (await ctx().request({ method: 'GET', url: url(name) })).json() as RotationPolicyRecordWire;
       expect(Object.keys(record).sort()).toEqual(['createdAt', 'createdBy', 'name', 'policy', 'updatedAt', 'updatedBy', 'version']);
       // Settings are stored and answered as given: they name vault paths, and are the operator's to keep clean.
-      expect(record.policy.connector.settings).toEqual({ command: '/opt/rotate/stripe', args: ['--token-path', 'ops/rotator-token'], env: { NOTE: 'hunter2-not-a-secret-store' } });
+      expect(record.policy.connector.settings).toEqual({ program: 'stripe-rotator', args: ['--token-path', 'ops/rotator-token'], env: { NOTE: 'hunter2-not-a-secret-store' } });
     });
   });
 });

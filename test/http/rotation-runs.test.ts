@@ -128,7 +128,7 @@ describeEachDialect('/v1/rotations', (dialect) => {
         body: { policy: { name, target: { secret: 'payments/x' }, schedule: { every: '30d' }, overlap: '1d', connector: { type: 'command', settings: { args: 'no' } } } },
       });
       const problem = expectProblem(res, 422, 'ERR_ROTATION_POLICY_INVALID');
-      expect(problemFields(problem)).toEqual(['policy.connector.settings', 'policy.connector.settings']);
+      expect(problemFields(problem)).toEqual(['policy.connector.settings.args', 'policy.connector.settings.program']);
     });
   });
 });

@@ -273,6 +273,7 @@ describeEachDialect('security of the /v1 routes', (dialect) => {
 
     beforeAll(async () => {
       logged = await buildServer({
+        audit: ctx().audit,
         keys: ctx().keys,
         incidents: ctx().incidents,
         secrets: ctx().secrets,

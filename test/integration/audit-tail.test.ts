@@ -6,7 +6,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { KyselyPlugin } from 'kysely';
-import { AuditTail, recordAuditEvent, type TailEvent } from '../../src/audit/index.js';
+import { AuditTail, type TailEvent } from '../../src/audit/index.js';
+import { testAuditLog } from '../support/context.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
 
 const TIME = '2026-11-01T00:00:00.000Z';
@@ -16,6 +17,8 @@ describeEachDialect('audit tail', (dialect) => {
   let tails: AuditTail[];
   beforeEach(async () => {
     t = await createTestStore(dialect);
+    // As every server's log does from its first start: the keyed-chain marker is event #1.
+    await audit.keyChain(t.store.db, TIME);
     tails = [];
   });
   afterEach(async () => {
@@ -23,7 +26,8 @@ describeEachDialect('audit tail', (dialect) => {
     await t.cleanup();
   });
 
-  const append = (action: string, target: string | null = null, data: Record<string, unknown> = {}) => recordAuditEvent(t.store.db, { actor: 'system:test' }, { action, target, data }, TIME);
+  const audit = testAuditLog();
+  const append = (action: string, target: string | null = null, data: Record<string, unknown> = {}) => audit.record(t.store.db, { actor: 'system:test' }, { action, target, data }, TIME);
   const tailOf = (options: ConstructorParameters<typeof AuditTail>[1], db = t.store.db) => {
     const tail = new AuditTail(db, options);
     tails.push(tail);
@@ -52,8 +56,8 @@ describeEachDialect('audit tail', (dialect) => {
     queries = 0;
     await tail.poll();
     expect(queries).toBe(1);
-    for (const mine of seen) expect(mine.map((event) => [event.seq, event.action, event.target])).toEqual([[2, 'key.rotated', 'key_a'], [3, 'auth.failed', null]]);
-    expect(seen[0]![0]).toEqual({ seq: 2, time: TIME, action: 'key.rotated', target: 'key_a', actor: 'system:test', data: { successor: 'key_b' } });
+    for (const mine of seen) expect(mine.map((event) => [event.seq, event.action, event.target])).toEqual([[3, 'key.rotated', 'key_a'], [4, 'auth.failed', null]]);
+    expect(seen[0]![0]).toEqual({ seq: 3, time: TIME, action: 'key.rotated', target: 'key_a', actor: 'system:test', data: { successor: 'key_b' } });
   });
 
   it('stops polling when the last listener leaves, and refuses listeners once closed', async () => {
@@ -138,7 +142,7 @@ describeEachDialect('audit tail', (dialect) => {
     const got: string[] = [];
     let start: number | undefined;
     await tail.catchUp({ filter: () => true, onStart: (after) => (start = after), deliver: (event) => void got.push(event.target ?? '') });
-    expect(start).toBe(1);
+    expect(start).toBe(2);
     await append('key.revoked', 'key_new');
     await tail.poll();
     await tail.poll();

@@ -3,7 +3,6 @@
  * force several transactions, so batching is exercised on both dialects.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyChain } from '../../src/audit/index.js';
 import { IncidentService, KeyService, parseSelector, type IssuedKey } from '../../src/keys/index.js';
 import { createKeyHasher, secureRandom } from '../../src/crypto/index.js';
 import { AppError } from '../../src/shared/errors.js';
@@ -20,7 +19,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
 
   beforeAll(async () => {
     ctx = await createTestContext(dialect);
-    incidents = new IncidentService({ db: ctx.store.db, dialect, clock: ctx.clock, random: secureRandom, keys: ctx.keys, batch: { revoke: 3, rotate: 2 } });
+    incidents = new IncidentService({ db: ctx.store.db, audit: ctx.audit, dialect, clock: ctx.clock, random: secureRandom, keys: ctx.keys, batch: { revoke: 3, rotate: 2 } });
   });
   afterAll(async () => {
     await ctx.close();
@@ -107,7 +106,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
     expect(written).toHaveLength(8);
     const dump = JSON.stringify(written);
     for (const k of chosen) expect(dump).not.toContain(k.key);
-    expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+    expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
     expect(await incidents.get(incident.id)).toEqual(incident);
   });
 
@@ -148,7 +147,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
     expect(written.find((e) => e.action === 'key.rotated')!.data).toMatchObject({ overlap: '2h', graceEndsAt, reason: 'vendor breach', incident: incident.id });
     const dump = JSON.stringify(written);
     for (const k of keys) expect(dump).not.toContain(k.key);
-    expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+    expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
 
     ctx.clock.advance(2 * 3_600_000 + 1);
     expect((await ctx.keys.verify({ key: chosen[0]!.key })).code).toBe('EXPIRED');
@@ -165,7 +164,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
   });
 
   it('reaches another server through the change feed: revoked and rotated keys are seen there', async () => {
-    const other = new KeyService({ db: ctx.store.db, dialect, clock: ctx.clock, random: secureRandom, hasher: createKeyHasher(TEST_MASTER_KEY), config: ctx.keys.config });
+    const other = new KeyService({ db: ctx.store.db, audit: ctx.audit, dialect, clock: ctx.clock, random: secureRandom, hasher: createKeyHasher(TEST_MASTER_KEY), config: ctx.keys.config });
     await other.changes.poll();
     const revokeMe = await Promise.all(Array.from({ length: 4 }, () => issue('feed-revoke')));
     const rotateMe = await issue('feed-rotate');
@@ -195,7 +194,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
         },
       } as unknown as KeyService;
     };
-    const serviceWith = (keys: KeyService) => new IncidentService({ db: ctx.store.db, dialect, clock: ctx.clock, random: secureRandom, keys, batch: { revoke: 3, rotate: 2 } });
+    const serviceWith = (keys: KeyService) => new IncidentService({ db: ctx.store.db, audit: ctx.audit, dialect, clock: ctx.clock, random: secureRandom, keys, batch: { revoke: 3, rotate: 2 } });
 
     it('marks a revoke failed, keeps what committed, and says nothing of internals', async () => {
       const chosen = await Promise.all(Array.from({ length: 7 }, () => issue('fail-revoke')));
@@ -212,7 +211,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
       const again = await incidents.revoke(actor, 'owner=fail-revoke', 'x');
       expect(again.incident).toMatchObject({ status: 'done', keyCount: 1 });
       for (const k of chosen) expect((await ctx.keys.get(k.record.id)).status).toBe('revoked');
-      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+      expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
     });
 
     it('hands over the keys a failed rotation already minted, marked failed', async () => {
@@ -223,7 +222,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
       for (const k of result.keys) expect((await ctx.keys.verify({ key: k.key })).code).toBe('VALID');
       const superseded = await Promise.all(chosen.map((k) => ctx.keys.get(k.record.id)));
       expect(superseded.filter((r) => r.status === 'superseded')).toHaveLength(2);
-      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+      expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
     });
 
     it('throws when a rotation fails before any batch committed', async () => {
@@ -268,7 +267,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
       expect(written.filter((e) => e.action === 'key.revoked').map((e) => e.target).sort()).toEqual(planned.slice(0, 3).map((k) => k.record.id).sort());
       expect(written.at(-1)).toMatchObject({ action: 'incident.closed', target: opened.target, data: { status: 'failed', keys: 3 } });
       expect(JSON.stringify(written)).not.toContain(INJECTED_FAULT);
-      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+      expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
 
       const again = await incidents.revoke(actor, 'owner=db-fail-revoke', 'db fault drill');
       expect(again.incident).toMatchObject({ status: 'done', keyCount: 5, plannedCount: 5 });
@@ -310,7 +309,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
       // The rolled-back batch left no successor rows behind.
       const successors = await ctx.store.db.selectFrom('api_keys').select('replaces').where('replaces', 'in', planned.map((k) => k.record.id)).execute();
       expect(successors.map((row) => row.replaces).sort()).toEqual(planned.slice(0, 2).map((k) => k.record.id).sort());
-      expect(await verifyChain(ctx.store.db)).toMatchObject({ ok: true });
+      expect(await ctx.audit.verify(ctx.store.db)).toMatchObject({ ok: true });
     });
   });
 

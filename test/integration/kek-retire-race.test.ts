@@ -11,6 +11,7 @@ import { createLocalKekProvider, secureRandom } from '../../src/crypto/index.js'
 import { KekService } from '../../src/secrets/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import { AppError } from '../../src/shared/errors.js';
+import { testAuditLog } from '../support/context.js';
 import { createTestStore, describeEachDialect, postgresUrl, type TestStore } from '../support/databases.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -23,7 +24,7 @@ describeEachDialect('KEK retire and a racing write', (dialect) => {
 
   beforeAll(async () => {
     testStore = await createTestStore(dialect);
-    kek = new KekService({ db: testStore.store.db, dialect, clock: new ManualClock(NOW), kek: createLocalKekProvider(randomBytes(32), secureRandom) });
+    kek = new KekService({ db: testStore.store.db, audit: testAuditLog(), dialect, clock: new ManualClock(NOW), kek: createLocalKekProvider(randomBytes(32), secureRandom) });
     await kek.initialise();
   });
   afterAll(async () => {

@@ -7,10 +7,10 @@
  */
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { verifyChain } from '../../src/audit/index.js';
 import { createLocalKekProvider, deriveSecret, secureRandom } from '../../src/crypto/index.js';
 import { KekService, SecretService } from '../../src/secrets/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
+import { testAuditLog } from '../support/context.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
 import { INJECTED_FAULT, failUpdatesOf, literal } from '../support/db-faults.js';
 import { faultyKekProvider, type FaultyKekProvider } from '../support/faulty-kek.js';
@@ -28,14 +28,15 @@ describeEachDialect('re-wrap when the Nth data key fails', (dialect) => {
   let kek: KekService;
   let vault: SecretService;
   const masterKey = randomBytes(32);
+  const audit = testAuditLog(masterKey);
   const clock = new ManualClock('2026-11-01T00:00:00.000Z');
 
   beforeEach(async () => {
     testStore = await createTestStore(dialect);
     provider = faultyKekProvider(createLocalKekProvider(masterKey, secureRandom));
-    kek = new KekService({ db: testStore.store.db, dialect, clock, kek: provider, rewrapBatch: BATCH, rewrapCheckMs: 3_600_000 });
+    kek = new KekService({ db: testStore.store.db, audit, dialect, clock, kek: provider, rewrapBatch: BATCH, rewrapCheckMs: 3_600_000 });
     await kek.initialise();
-    vault = new SecretService({ db: testStore.store.db, dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
+    vault = new SecretService({ db: testStore.store.db, audit, dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
     for (let s = 0; s < SECRETS; s++) {
       for (let v = 1; v <= VERSIONS; v++) await vault.put(ctx, `faults/s-${s}`, { value: `value-${s}-${v}` });
     }
@@ -103,7 +104,7 @@ describeEachDialect('re-wrap when the Nth data key fails', (dialect) => {
       [1, 'retired', 0],
       [2, 'active', SECRETS * VERSIONS],
     ]);
-    expect(await verifyChain(testStore.store.db)).toMatchObject({ ok: true });
+    expect(await audit.verify(testStore.store.db)).toMatchObject({ ok: true });
   }
 
   for (const method of ['unwrapKey', 'wrapKey'] as const) {

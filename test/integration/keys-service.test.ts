@@ -3,9 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { KeyService, DEFAULT_KEY_POLICY } from '../../src/keys/index.js';
 import { createKeyHasher, secureRandom } from '../../src/crypto/index.js';
-import { verifyChain } from '../../src/audit/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import { AppError } from '../../src/shared/errors.js';
+import { testAuditLog } from '../support/context.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
 
 const ctx = { actor: 'key_tester00000000000000000', requestId: 'req_test', sourceIp: '127.0.0.1' };
@@ -21,6 +21,7 @@ describeEachDialect('key service on a real database', (dialect) => {
     clock = new ManualClock('2026-11-01T00:00:00.000Z');
     keys = new KeyService({
       db: testStore.store.db,
+      audit: testAuditLog(masterKey),
       dialect,
       clock,
       random: secureRandom,
@@ -50,6 +51,7 @@ describeEachDialect('key service on a real database', (dialect) => {
     const { key } = await keys.issue(ctx, { owner: 'other-master' });
     const stranger = new KeyService({
       db: testStore.store.db,
+      audit: testAuditLog(masterKey),
       dialect,
       clock,
       random: secureRandom,
@@ -96,7 +98,7 @@ describeEachDialect('key service on a real database', (dialect) => {
   it('keeps the audit chain intact under many concurrent writers', async () => {
     const issued = await Promise.all(Array.from({ length: 40 }, (_, i) => keys.issue(ctx, { owner: `concurrent-${i}` })));
     await Promise.all(issued.map((k, i) => (i % 2 === 0 ? keys.revoke(ctx, k.record.id, 'bulk') : keys.disable(ctx, k.record.id))));
-    const result = await verifyChain(testStore.store.db, { batchSize: 7 });
+    const result = await testAuditLog(masterKey).verify(testStore.store.db, { batchSize: 7 });
     expect(result.ok).toBe(true);
     expect(result.events).toBe(result.headSeq);
     const seqs = (await testStore.store.db.selectFrom('audit_events').select('seq').orderBy('seq').execute()).map((r) => Number(r.seq));
@@ -150,6 +152,7 @@ describeEachDialect('key service on a real database', (dialect) => {
   it('sees a revoke made by another server once it reads the change feed', async () => {
     const other = new KeyService({
       db: testStore.store.db,
+      audit: testAuditLog(masterKey),
       dialect,
       clock,
       random: secureRandom,

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { createLocalKekProvider, deriveSecret, secureRandom } from '../../src/crypto/index.js';
 import { KekService, SecretService } from '../../src/secrets/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
+import { testAuditLog } from '../support/context.js';
 import { createTestStore, describeEachDialect, type TestStore } from '../support/databases.js';
 import { faultyKekProvider } from '../support/faulty-kek.js';
 
@@ -21,9 +22,9 @@ describeEachDialect('re-wrap resumes after a stop', (dialect) => {
   const clock = new ManualClock('2026-11-01T00:00:00.000Z');
   const BATCH = 50;
   const provider = faultyKekProvider(createLocalKekProvider(masterKey, secureRandom));
-  const kekOn = () => new KekService({ db: testStore.store.db, clock, kek: provider, rewrapBatch: BATCH });
+  const kekOn = () => new KekService({ db: testStore.store.db, audit: testAuditLog(masterKey), clock, kek: provider, rewrapBatch: BATCH });
   const secretsOn = (kek: KekService) =>
-    new SecretService({ db: testStore.store.db, dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
+    new SecretService({ db: testStore.store.db, audit: testAuditLog(masterKey), dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
 
   beforeAll(async () => {
     testStore = await createTestStore(dialect);

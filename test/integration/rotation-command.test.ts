@@ -4,12 +4,13 @@
  * step), records each step it is asked to do, and is careless with the new value (it echoes it
  * into its evidence) so the run record's scrubbing is put to the test.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
-import { listAudit, verifyChain } from '../../src/audit/index.js';
+import { listAudit } from '../../src/audit/index.js';
 import { createTestContext, type TestContext } from '../support/context.js';
+import { registerProgram } from '../support/programs.js';
 import { describeEachDialect } from '../support/databases.js';
 import { drive, policyAuthor } from '../support/rotation.js';
 
@@ -62,13 +63,15 @@ describeEachDialect('rotation runs with the command connector', (dialect) => {
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'keysmith-command-run-'));
     program = join(dir, 'tiny-vendor.cjs');
-    writeFileSync(program, PROGRAM);
+    writeFileSync(program, `#!${process.execPath}\n${PROGRAM}`);
+    chmodSync(program, 0o700);
   });
   afterAll(() => {
     rmSync(dir, { recursive: true, force: true });
   });
   beforeEach(async () => {
-    ctx = await createTestContext(dialect);
+    // The operator registers the program; a policy may add only a log file in the test's directory.
+    ctx = await createTestContext(dialect, { programs: [registerProgram('tiny-vendor', program, { allowArgs: [`${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/steps-[0-9a-z.-]+\\.jsonl`] })] });
     log = join(dir, `steps-${Date.now()}-${Math.random().toString(36).slice(2)}.jsonl`);
     writeFileSync(log, '');
   });
@@ -93,7 +96,7 @@ describeEachDialect('rotation runs with the command connector', (dialect) => {
       overlap: '1h',
       connector: {
         type: 'command',
-        settings: { command: process.execPath, args: [program, log], timeout: '20s', secrets: { admin: ADMIN_PATH }, config: { region: 'eu' } },
+        settings: { program: 'tiny-vendor', args: [log], timeout: '20s', secrets: { admin: ADMIN_PATH }, config: { region: 'eu' } },
       },
     });
 
@@ -131,6 +134,6 @@ describeEachDialect('rotation runs with the command connector', (dialect) => {
       expect(text).not.toContain(ADMIN_TOKEN);
     }
     expect(audit).toContain('rotation.revocation.done');
-    expect((await verifyChain(ctx.store.db)).ok).toBe(true);
+    expect((await ctx.audit.verify(ctx.store.db)).ok).toBe(true);
   });
 });

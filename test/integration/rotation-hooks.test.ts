@@ -7,12 +7,13 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { listAudit } from '../../src/audit/index.js';
 import { createTestContext, type TestContext } from '../support/context.js';
+import { registerProgram } from '../support/programs.js';
 import { describeEachDialect } from '../support/databases.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
 import { drive, startHealthEndpoint, vendorAccepts, vendorRotationSetup, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
@@ -90,7 +91,8 @@ describeEachDialect('rotation runs after promote: deploy hook and onFailure', (d
     hook = await startHookReceiver(async () => ({ current: (await ctx.secrets.metadata(SECRET_PATH)).stages.current, healthHits: health.hits }));
     dir = mkdtempSync(join(tmpdir(), 'keysmith-hook-'));
     program = join(dir, 'hook.cjs');
-    writeFileSync(program, HOOK_PROGRAM);
+    writeFileSync(program, `#!${process.execPath}\n${HOOK_PROGRAM}`);
+    chmodSync(program, 0o700);
   });
   afterAll(async () => {
     await vendor.close();
@@ -99,7 +101,10 @@ describeEachDialect('rotation runs after promote: deploy hook and onFailure', (d
     rmSync(dir, { recursive: true, force: true });
   });
   beforeEach(async () => {
-    ctx = await createTestContext(dialect);
+    // The operator's configuration: the fake vendor, health endpoint and hook receiver listen on
+    // 127.0.0.1, and the hook program may be given files in the test's directory and an exit code.
+    const inDir = `${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/[a-z0-9.-]+\\.json`;
+    ctx = await createTestContext(dialect, { egress: { allow: ['127.0.0.1:*'] }, programs: [registerProgram('deploy-hook', program, { allowArgs: [inDir, '[01]'] })] });
     for (const key of vendor.activeKeys()) key.revoked = true;
     health.answer(200);
     hook.answer(200);
@@ -203,7 +208,7 @@ describeEachDialect('rotation runs after promote: deploy hook and onFailure', (d
 
     it('gives the notice on stdin, and not the server environment, to a program that exits 0', async () => {
       const files = hookFiles('ok');
-      const { seeded } = await vendorSetup({ deployHook: { command: [process.execPath, program, files.stdin, files.env, '0'], timeout: '20s' } });
+      const { seeded } = await vendorSetup({ deployHook: { program: 'deploy-hook', args: [files.stdin, files.env, '0'], timeout: '20s' } });
       const started = await ctx.rotation.trigger(ADMIN, { secret: SECRET_PATH, trigger: 'manual' });
       const done = await drive(ctx, started!.id, { until: (run) => run.status !== 'running' });
       expect(done.status, done.error ?? '').toBe('done');
@@ -220,7 +225,7 @@ describeEachDialect('rotation runs after promote: deploy hook and onFailure', (d
 
     it('rolls back when the program exits 1, every try', async () => {
       const files = hookFiles('fail');
-      const { seeded, version } = await vendorSetup({ deployHook: { command: [process.execPath, program, files.stdin, files.env, '1'] } });
+      const { seeded, version } = await vendorSetup({ deployHook: { program: 'deploy-hook', args: [files.stdin, files.env, '1'] } });
       const started = await ctx.rotation.trigger(ADMIN, { secret: SECRET_PATH, trigger: 'manual' });
       const run = await drive(ctx, started!.id, { advance: true });
       expect(run.status).toBe('rolled_back');

@@ -11,7 +11,7 @@ import { deriveSecret } from '../../src/crypto/index.js';
 import { describeEachDialect } from '../support/databases.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
 import { drive, secondEngine, startHealthEndpoint, vendorAccepts, vendorRotationSetup, vendorSettings, type HealthEndpoint, policyAuthor } from '../support/rotation.js';
-import { listAudit, verifyChain } from '../../src/audit/index.js';
+import { listAudit } from '../../src/audit/index.js';
 import { isAppError } from '../../src/shared/errors.js';
 
 const ADMIN = { actor: 'prn_admin' };
@@ -31,7 +31,8 @@ describeEachDialect('rotation runs', (dialect) => {
     await health.close();
   });
   beforeEach(async () => {
-    ctx = await createTestContext(dialect);
+    // The fake vendor and the health endpoint listen on 127.0.0.1: the operator lists it.
+    ctx = await createTestContext(dialect, { egress: { allow: ['127.0.0.1:*'] } });
     for (const key of vendor.activeKeys()) key.revoked = true;
     vendor.failNextRevocations(0);
     health.answer(200);
@@ -79,7 +80,7 @@ describeEachDialect('rotation runs', (dialect) => {
     expect(audit).not.toContain(current);
     expect(audit).not.toContain(vendor.adminToken);
     expect(audit).toContain('rotation.run.done');
-    expect((await verifyChain(ctx.store.db)).ok).toBe(true);
+    expect((await ctx.audit.verify(ctx.store.db)).ok).toBe(true);
   });
 
   it('rolls back when the health gate fails after promote, and the old key keeps working', async () => {

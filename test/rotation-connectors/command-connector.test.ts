@@ -1,18 +1,21 @@
-import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandConnector, ConnectorError, type ConnectorContext } from '../../src/rotation/connectors/index.js';
+import { createProgramRegistry, type ProgramConfig } from '../../src/outbound/index.js';
 import { adminContext, connectorError } from '../support/rotation.js';
+import { writeProgram } from '../support/programs.js';
 
 const ADMIN = 'adm_super_secret_token_0123456789';
 let dir: string;
 
-/** Writes a node script into the temp dir and returns its path. */
+const registered: ProgramConfig[] = [];
+
+/** Writes a node program into the temp dir and registers it (any extra argument allowed); returns its name. */
 function script(name: string, body: string): string {
-  const path = join(dir, name);
-  writeFileSync(path, body);
-  return path;
+  registered.push(writeProgram(dir, name, body, { allowArgs: ['.*'] }));
+  return name;
 }
 
 function ctx(settings: Record<string, unknown>, runId = 'rot_test1'): ConnectorContext {
@@ -21,7 +24,17 @@ function ctx(settings: Record<string, unknown>, runId = 'rot_test1'): ConnectorC
 
 const caught = connectorError;
 
-const connector = new CommandConnector();
+/** The connector with every program registered so far. */
+const connector = {
+  get current() {
+    return new CommandConnector({ programs: createProgramRegistry(registered) });
+  },
+  validateSettings: (settings: unknown) => connector.current.validateSettings(settings),
+  create: (c: ConnectorContext) => connector.current.create(c),
+  set: (c: ConnectorContext, credential: Parameters<CommandConnector['set']>[1]) => connector.current.set(c, credential),
+  test: (c: ConnectorContext, credential: Parameters<CommandConnector['test']>[1]) => connector.current.test(c, credential),
+  revoke: (c: ConnectorContext, old: Parameters<CommandConnector['revoke']>[1]) => connector.current.revoke(c, old),
+};
 
 /** Alive and not a zombie (an orphan's zombie waits for a PID 1 that may never reap it). */
 function isRunning(pid: number): boolean {
@@ -46,18 +59,46 @@ afterAll(() => {
 });
 
 describe('command connector: settings', () => {
-  it('accepts a command with args, a timeout, secrets and config', () => {
-    expect(connector.validateSettings({ command: 'node', args: ['x.js'], timeout: '5s', secrets: { admin: 'a/b' }, config: {} })).toEqual([]);
+  beforeAll(() => {
+    registered.push(writeProgram(dir, 'vendor-cli', 'process.exit(0)', { args: ['--fixed'], allowArgs: ['--region=[a-z]{2}'] }));
+  });
+
+  it('accepts a registered program with allowed args, a timeout, secrets, env and config', () => {
+    expect(connector.validateSettings({ program: 'vendor-cli', args: ['--region=eu'], timeout: '5s', secrets: { admin: 'a/b' }, env: { VENDOR_REGION: 'eu' }, config: {} })).toEqual([]);
   });
 
   it('names each problem', () => {
     expect(connector.validateSettings({ args: [1], timeout: 'soon', extra: true })).toEqual([
-      'command must be a non-empty string',
       'args must be a list of strings',
+      'program must name a program registered in the server configuration',
       'timeout must be a duration such as 30s or 5m',
       'extra is not a command connector setting',
     ]);
     expect(connector.validateSettings(null)).toEqual(['settings must be an object']);
+  });
+
+  it('refuses a path or a shell, an unregistered program and arguments the registry does not allow', () => {
+    expect(connector.validateSettings({ command: '/bin/sh', args: ['-c', 'id'] })).toEqual([
+      'command is not allowed: name a program registered in the server configuration with program',
+      'program must name a program registered in the server configuration',
+    ]);
+    expect(connector.validateSettings({ program: '/bin/sh' })[0]).toMatch(/^program "\/bin\/sh" is not registered/);
+    expect(connector.validateSettings({ program: 'vendor-cli', args: ['--region=eu; id', '--debug'] })).toEqual([
+      'args.0 is not allowed for program "vendor-cli"',
+      'args.1 is not allowed for program "vendor-cli"',
+    ]);
+    expect(new CommandConnector({ programs: createProgramRegistry([]) }).validateSettings({ program: 'vendor-cli' })).toEqual([
+      'program "vendor-cli" cannot run: no program is registered in the server configuration',
+    ]);
+  });
+
+  it('refuses environment variables that change what code the program loads', () => {
+    const problems = connector.validateSettings({ program: 'vendor-cli', env: { LD_PRELOAD: '/tmp/x.so', PATH: '/tmp', NODE_OPTIONS: '--require /tmp/x', BASH_ENV: '/tmp/x', KEYSMITH_STEP: 'x', 'A-B': 'x' } });
+    expect(problems).toEqual(['LD_PRELOAD', 'PATH', 'NODE_OPTIONS', 'BASH_ENV', 'KEYSMITH_STEP', 'A-B'].map((name) => `env.${name} may not be set by a policy`));
+  });
+
+  it('checks shapes only without a registry (the CLI, away from a server)', () => {
+    expect(new CommandConnector().validateSettings({ program: 'anything', args: ['x'] })).toEqual([]);
   });
 });
 
@@ -80,7 +121,7 @@ describe('command connector: steps', () => {
   it('runs create, set, test and revoke, handing each step its input', async () => {
     const log = join(dir, 'calls.log');
     process.env.KEYSMITH_TEST_LEAK = 'should-not-pass';
-    const settings = { command: process.execPath, args: [echo, log], secrets: { admin: 'vendors/acme/admin' }, config: { region: 'eu' } };
+    const settings = { program: echo, args: [log], secrets: { admin: 'vendors/acme/admin' }, config: { region: 'eu' } };
     const made = await connector.create(ctx(settings));
     expect(made.credential).toEqual({ value: 'new-key-for-rot_test1', vendorId: 'vk_rot_test1' });
     expect(made.evidence).toEqual({ step: 'create', runId: 'rot_test1', region: 'eu' });
@@ -100,7 +141,7 @@ describe('command connector: steps', () => {
 
   it('reports a failing exit with the step and the tail of stderr, not retryable', async () => {
     const fail = script('fail.mjs', `process.stderr.write('vendor said no: quota exceeded'); process.exit(3);`);
-    const error = await caught(connector.create(ctx({ command: process.execPath, args: [fail] })));
+    const error = await caught(connector.create(ctx({ program: fail })));
     expect(error.code).toBe('ERR_CONNECTOR_FAILED');
     expect(error.step).toBe('create');
     expect(error.retryable).toBe(false);
@@ -110,20 +151,20 @@ describe('command connector: steps', () => {
 
   it('marks exit status 75 (EX_TEMPFAIL) retryable', async () => {
     const temp = script('temp.mjs', `process.stderr.write('try later'); process.exit(75);`);
-    const error = await caught(connector.revoke(ctx({ command: process.execPath, args: [temp] }), { vendorId: 'x' }));
+    const error = await caught(connector.revoke(ctx({ program: temp }), { vendorId: 'x' }));
     expect(error).toMatchObject({ code: 'ERR_CONNECTOR_FAILED', step: 'revoke', retryable: true });
   });
 
   it('refuses an answer that is not one JSON object', async () => {
     const bad = script('bad.mjs', `process.stdout.write('created! {oops');`);
-    const error = await caught(connector.create(ctx({ command: process.execPath, args: [bad] })));
+    const error = await caught(connector.create(ctx({ program: bad })));
     expect(error).toMatchObject({ code: 'ERR_CONNECTOR_BAD_RESPONSE', step: 'create', retryable: false });
     const array = script('array.mjs', `process.stdout.write('[1]');`);
-    expect((await caught(connector.set(ctx({ command: process.execPath, args: [array] }), { value: 'abcd' }))).code).toBe('ERR_CONNECTOR_BAD_RESPONSE');
+    expect((await caught(connector.set(ctx({ program: array }), { value: 'abcd' }))).code).toBe('ERR_CONNECTOR_BAD_RESPONSE');
     const noValue = script('novalue.mjs', `process.stdout.write('{"credential":{}}');`);
-    expect((await caught(connector.create(ctx({ command: process.execPath, args: [noValue] })))).message).toContain('credential.value');
+    expect((await caught(connector.create(ctx({ program: noValue })))).message).toContain('credential.value');
     const noOk = script('nook.mjs', `process.stdout.write('{}');`);
-    expect((await caught(connector.test(ctx({ command: process.execPath, args: [noOk] }), { value: 'abcd' }))).message).toContain('ok: true|false');
+    expect((await caught(connector.test(ctx({ program: noOk }), { value: 'abcd' }))).message).toContain('ok: true|false');
   });
 
   it('kills the whole process group on timeout', async () => {
@@ -139,7 +180,7 @@ describe('command connector: steps', () => {
        setInterval(() => {}, 1000);`,
     );
     const started = Date.now();
-    const error = await caught(connector.create(ctx({ command: process.execPath, args: [hang], timeout: '1s' })));
+    const error = await caught(connector.create(ctx({ program: hang, timeout: '1s' })));
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(error).toMatchObject({ code: 'ERR_CONNECTOR_TIMEOUT', step: 'create', retryable: true });
     expect(error.message).toContain('waiting for the vendor');
@@ -162,7 +203,7 @@ describe('command connector: steps', () => {
     );
     try {
       const started = Date.now();
-      const error = await caught(connector.create(ctx({ command: process.execPath, args: [escape], timeout: '1s' })));
+      const error = await caught(connector.create(ctx({ program: escape, timeout: '1s' })));
       expect(error.code).toBe('ERR_CONNECTOR_TIMEOUT');
       expect(Date.now() - started).toBeLessThan(8_000);
     } finally {
@@ -173,7 +214,7 @@ describe('command connector: steps', () => {
   it('stops a step when the run is cancelled', async () => {
     const hang = script('hang2.mjs', `setInterval(() => {}, 1000);`);
     const controller = new AbortController();
-    const pending = caught(connector.test({ ...ctx({ command: process.execPath, args: [hang] }), signal: controller.signal }, { value: 'abcd' }));
+    const pending = caught(connector.test({ ...ctx({ program: hang }), signal: controller.signal }, { value: 'abcd' }));
     setTimeout(() => controller.abort(), 100);
     expect(await pending).toMatchObject({ code: 'ERR_CONNECTOR_FAILED', retryable: true });
   });
@@ -190,7 +231,7 @@ describe('command connector: steps', () => {
          process.exit(1);
        }`,
     );
-    const settings = { command: process.execPath, args: [leaky], secrets: { admin: 'vendors/acme/admin' } };
+    const settings = { program: leaky, secrets: { admin: 'vendors/acme/admin' } };
     const credential = { value: { username: 'app_a', password: 'pw-Very-Secret-42' } };
     const error = await caught(connector.set(ctx(settings), credential));
     expect(error.message).not.toContain(ADMIN);
@@ -204,19 +245,44 @@ describe('command connector: steps', () => {
     const argv = script('argv.mjs', `process.stdout.write(JSON.stringify({ ok: true, evidence: { args: JSON.stringify(process.argv.slice(2)) } }));`);
     const marker = join(dir, 'pwned');
     const tricky = ['$(touch ' + marker + ')', '; touch ' + marker, '`id`', '*', '$HOME'];
-    const tested = await connector.test(ctx({ command: process.execPath, args: [argv, ...tricky] }), { value: 'abcd' });
+    const tested = await connector.test(ctx({ program: argv, args: [...tricky] }), { value: 'abcd' });
     expect(JSON.parse(tested.evidence.args as string)).toEqual(tricky);
     expect(existsSync(marker)).toBe(false);
   });
 
   it('says clearly when the program cannot be started', async () => {
-    const error = await caught(connector.create(ctx({ command: join(dir, 'does-not-exist') })));
+    const name = script('not-executable.mjs', 'process.exit(0)');
+    chmodSync(join(dir, name), 0o600);
+    const error = await caught(connector.create(ctx({ program: name })));
     expect(error).toMatchObject({ code: 'ERR_CONNECTOR_FAILED', retryable: false });
-    expect(error.message).toContain('ENOENT');
+    expect(error.message).toContain('EACCES');
   });
 
   it('refuses invalid settings before spawning anything', async () => {
-    const error = await caught(connector.create(ctx({ command: '' })));
+    const error = await caught(connector.create(ctx({ program: '' })));
     expect(error.code).toBe('ERR_CONNECTOR_SETTINGS_INVALID');
+  });
+
+  it('refuses a program that is not registered, before reading any secret', async () => {
+    const reads: string[] = [];
+    const context = { ...ctx({ program: 'nope', secrets: { admin: 'vendors/acme/admin' } }), readSecret: async (path: string) => (reads.push(path), ADMIN) };
+    const error = await caught(connector.create(context));
+    expect(error.code).toBe('ERR_CONNECTOR_SETTINGS_INVALID');
+    expect(reads).toEqual([]);
+  });
+
+  it('never starts a program whose file changed since it was registered', async () => {
+    const marker = join(dir, 'swapped-ran');
+    const name = script('swap.mjs', `process.stdout.write('{"ok":true}')`);
+    const reads: string[] = [];
+    const context = { ...ctx({ program: name, secrets: { admin: 'vendors/acme/admin' } }), readSecret: async (path: string) => (reads.push(path), ADMIN) };
+    expect((await connector.test(context, { value: 'abcd' })).ok).toBe(true);
+    writeFileSync(join(dir, name), `#!${process.execPath}\nrequire('node:fs').writeFileSync(${JSON.stringify(marker)}, 'ran');`);
+    reads.length = 0;
+    const error = await caught(connector.test(context, { value: 'abcd' }));
+    expect(error).toMatchObject({ code: 'ERR_CONNECTOR_PROGRAM_REFUSED', step: 'test', retryable: false });
+    expect(error.message).toContain('no longer has its registered SHA-256');
+    expect(existsSync(marker)).toBe(false);
+    expect(reads).toEqual([]);
   });
 });

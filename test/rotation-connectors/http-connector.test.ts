@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConnectorError, HttpConnector, type ConnectorContext } from '../../src/rotation/connectors/index.js';
+import { createEgress } from '../../src/outbound/index.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
 import { adminContext, connectorError, vendorSettings } from '../support/rotation.js';
 
 let vendor: FakeVendor;
-const connector = new HttpConnector();
+// The fake vendor listens on 127.0.0.1: the allowlist must say so, as an operator's would.
+const connector = new HttpConnector({ egress: createEgress({ allow: ['127.0.0.1:*'] }) });
 
 function acmeSettings(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return { ...vendorSettings(vendor), ...overrides };
@@ -210,5 +212,49 @@ describe('http connector: secrets stay out of errors and evidence', () => {
     expect(error.code).toBe('ERR_CONNECTOR_REJECTED');
     expect(error.message).toContain('key=[redacted]');
     expect(error.message).not.toContain(key.secret);
+  });
+});
+
+describe('http connector: only hosts the egress allowlist lists', () => {
+  it('refuses a URL whose host is not listed when the settings are checked', () => {
+    const strict = new HttpConnector({ egress: createEgress({ allow: ['api.acme.com:443'] }) });
+    const problems = strict.validateSettings(acmeSettings());
+    expect(problems).toHaveLength(3);
+    expect(problems[0]).toMatch(/^create\.url: egress to 127\.0\.0\.1 is refused: 127\.0\.0\.1 is a loopback address and no IP rule lists it$/);
+    expect(strict.validateSettings(acmeSettings({ create: { url: 'https://api.acme.com/keys', key: '$.secret' }, test: { url: 'https://api.acme.com/me' }, revoke: { url: 'https://api.acme.com/keys/{{vendorId}}' } }))).toEqual([]);
+  });
+
+  it('refuses at call time, naming the host and not retrying, with no request made', async () => {
+    const before = vendor.log.length;
+    const strict = new HttpConnector({ egress: createEgress({ allow: [`127.0.0.1:${Number(new URL(vendor.url).port) + 1}`] }) });
+    const error = await caught(strict.create(ctx('rot_egress', acmeSettings())));
+    expect(error).toMatchObject({ code: 'ERR_CONNECTOR_EGRESS_REFUSED', step: 'create', retryable: false });
+    expect(error.message).toContain('egress to 127.0.0.1 is refused');
+    expect(error.message).not.toContain(vendor.adminToken);
+    expect(vendor.log.length).toBe(before);
+    expect((await caught(new HttpConnector().create(ctx('rot_none', acmeSettings())))).code).toBe('ERR_CONNECTOR_EGRESS_REFUSED');
+  });
+
+  it('does not follow a redirect: a 3xx is a refusal and the admin token goes nowhere else', async () => {
+    const { createServer } = await import('node:http');
+    const seen: string[] = [];
+    const elsewhere = createServer((req, res) => {
+      seen.push(String(req.headers.authorization));
+      res.writeHead(201, { 'content-type': 'application/json' }).end('{"secret":"sk_x","id":"1"}');
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+    const target = `http://127.0.0.1:${(elsewhere.address() as { port: number }).port}/keys`;
+    const redirector = createServer((req, res) => res.writeHead(307, { location: target }).end());
+    await new Promise<void>((resolve) => redirector.listen(0, '127.0.0.1', resolve));
+    try {
+      const from = `http://127.0.0.1:${(redirector.address() as { port: number }).port}/keys`;
+      const error = await caught(connector.create(ctx('rot_redirect', acmeSettings({ create: { ...(acmeSettings().create as object), url: from } }))));
+      expect(error).toMatchObject({ code: 'ERR_CONNECTOR_REJECTED', retryable: false });
+      expect(error.message).toContain('answered 307');
+      expect(seen).toEqual([]);
+    } finally {
+      redirector.close();
+      elsewhere.close();
+    }
   });
 });

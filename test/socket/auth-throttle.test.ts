@@ -29,6 +29,7 @@ describeEachDialect('fast lanes and a throttled address', (dialect) => {
       rotationPolicies: ctx.rotationPolicies,
       rotation: ctx.rotation,
       store: ctx.store,
+      audit: ctx.audit,
       clock: ctx.clock,
       random: (n) => Buffer.alloc(n, 3),
       metrics: createMetrics({ defaultMetrics: false }),

@@ -66,6 +66,7 @@ describeEachDialect('slow requests are cut off', (dialect) => {
       rotationPolicies: ctx.rotationPolicies,
       rotation: ctx.rotation,
       store: ctx.store,
+      audit: ctx.audit,
       clock: ctx.clock,
       random: (n) => Buffer.alloc(n, 7),
       metrics: createMetrics({ defaultMetrics: false }),

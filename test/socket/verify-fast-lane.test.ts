@@ -110,6 +110,7 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
   const start = async (fastVerify: boolean): Promise<Target> => {
     const metrics = createMetrics({ defaultMetrics: false });
     const app = await buildServer({
+      audit: ctx.audit,
       keys: ctx.keys,
       incidents: ctx.incidents,
       secrets: ctx.secrets,

@@ -12,12 +12,20 @@ import { buildServer, createMetrics, type AuthFailureOptions, type EventStreamOp
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
+import { AuditCheckpointer, createAuditLog, createFileSink, deriveAuditKeys, type AuditLog } from '../../src/audit/index.js';
+import { createEgress, createProgramRegistry, type Outbound, type ProgramConfig, type Resolver } from '../../src/outbound/index.js';
 
 export const TEST_MASTER_KEY = randomBytes(32);
+
+/** The audit log under TEST_MASTER_KEY's chain key, for tests that build a service of their own. */
+export function testAuditLog(masterKey: Uint8Array = TEST_MASTER_KEY): AuditLog {
+  return createAuditLog(deriveAuditKeys(masterKey));
+}
 
 export interface TestContext {
   readonly dialect: Dialect;
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly clock: ManualClock;
   readonly keys: KeyService;
   readonly incidents: IncidentService;
@@ -26,6 +34,10 @@ export interface TestContext {
   readonly rotationPolicies: RotationPolicyService;
   /** The run engine; not started (tests call `tick()`), unless `startEngine`. */
   readonly rotation: RotationEngine;
+  /** Writes checkpoints to `checkpointsFile`, when one was given. */
+  readonly checkpointer: AuditCheckpointer | undefined;
+  /** The egress allowlist and program registry the rotation module was given (from the options). */
+  readonly outbound: Outbound;
   readonly app: FastifyInstance;
   /** A management token with scope `*`. */
   readonly rootToken: string;
@@ -61,6 +73,12 @@ export interface TestContextOptions {
    * one `auth.failed` event per refused call (the scope matrix) see each one.
    */
   readonly authFailures?: Partial<AuthFailureOptions>;
+  /** A checkpoints file: the app verifies against it and writes on-demand checkpoints to it (none by default). */
+  readonly checkpointsFile?: string;
+  /** Registered programs (the configuration file's `programs`); none by default. */
+  readonly programs?: readonly ProgramConfig[];
+  /** The egress allowlist (the file's `egress.allow`) and a DNS stand-in; nothing allowed by default. */
+  readonly egress?: { readonly allow: readonly string[]; readonly resolver?: Resolver };
 }
 
 /** Engine timings for tests: retries and checks in milliseconds, not minutes. */
@@ -74,22 +92,34 @@ export const TEST_ENGINE_CONFIG: Partial<RotationEngineConfig> = {
   scheduler: false,
 };
 
+/** The egress allowlist and program registry a test context's rotation module gets. */
+export function testOutbound(options: Pick<TestContextOptions, 'programs' | 'egress'>): Outbound {
+  return {
+    egress: createEgress({ allow: options.egress?.allow ?? [], ...(options.egress?.resolver ? { resolver: options.egress.resolver } : {}) }),
+    programs: createProgramRegistry(options.programs ?? []),
+  };
+}
+
 export async function createTestContext(dialect: Dialect, options: TestContextOptions = {}): Promise<TestContext> {
   const testStore = await createTestStore(dialect);
   const clock = new ManualClock(options.start ?? '2026-11-01T00:00:00.000Z');
+  const audit = testAuditLog();
   const keys = new KeyService({
     db: testStore.store.db,
+    audit,
     dialect,
     clock,
     random: secureRandom,
     hasher: createKeyHasher(TEST_MASTER_KEY),
     config: { ...DEFAULT_KEY_POLICY, ...options.policy },
   });
-  const incidents = new IncidentService({ db: testStore.store.db, dialect, clock, random: secureRandom, keys });
-  const kek = new KekService({ db: testStore.store.db, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
+  const incidents = new IncidentService({ db: testStore.store.db, audit, dialect, clock, random: secureRandom, keys });
+  const kek = new KekService({ db: testStore.store.db, audit, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
   await kek.initialise();
+  await audit.keyChain(testStore.store.db, new Date(clock.now()).toISOString());
   const secrets = new SecretService({
     db: testStore.store.db,
+    audit,
     dialect,
     clock,
     random: secureRandom,
@@ -97,8 +127,10 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     digestKey: deriveSecret(TEST_MASTER_KEY, 'secret-digest:v1'),
     config: options.secretPolicy ?? {},
   });
+  const outbound = testOutbound(options);
   const rotationModule = createRotationModule({
     db: testStore.store.db,
+    audit,
     dialect,
     clock,
     random: secureRandom,
@@ -107,9 +139,13 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
     engine: { ...TEST_ENGINE_CONFIG, ...options.engine },
     ...(options.connectors ? { connectors: options.connectors } : {}),
+    outbound,
   });
   const rotationPolicies = rotationModule.policies;
   const rotation = rotationModule.engine;
+  const checkpointer = options.checkpointsFile
+    ? new AuditCheckpointer({ db: testStore.store.db, audit, clock, sinks: [createFileSink(options.checkpointsFile)] })
+    : undefined;
   const app = await buildServer({
     keys,
     incidents,
@@ -118,6 +154,8 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     rotationPolicies,
     rotation,
     store: testStore.store,
+    audit,
+    auditCheckpoints: { file: options.checkpointsFile, checkpointer },
     clock,
     random: secureRandom,
     metrics: createMetrics({ defaultMetrics: false }),
@@ -128,6 +166,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   const context: TestContext = {
     dialect,
     store: testStore.store,
+    audit,
     clock,
     keys,
     incidents,
@@ -135,6 +174,8 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     kek,
     rotationPolicies,
     rotation,
+    checkpointer,
+    outbound,
     app,
     rootToken: root.key,
     rootTokenId: root.record.id,

@@ -154,6 +154,7 @@ export async function vendorRotationSetup(ctx: TestContext, vendor: FakeVendor, 
 export function secondEngine(ctx: TestContext): RotationEngine {
   return createRotationModule({
     db: ctx.store.db,
+    audit: ctx.audit,
     dialect: ctx.dialect,
     clock: ctx.clock,
     random: secureRandom,
@@ -161,6 +162,7 @@ export function secondEngine(ctx: TestContext): RotationEngine {
     secrets: ctx.secrets,
     runSecret: deriveSecret(TEST_MASTER_KEY, 'rotation-run:v1'),
     engine: TEST_ENGINE_CONFIG,
+    outbound: ctx.outbound,
   }).engine;
 }
 

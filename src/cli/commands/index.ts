@@ -11,12 +11,15 @@ import { incidentCommands } from './incidents.js';
 import { runCommand } from './run.js';
 import { auditListCommand } from './audit-list.js';
 import { auditVerifyCommand } from './audit-verify.js';
+import { auditCheckpointCommand, auditKeyCommand } from './audit-checkpoint.js';
 import { eventsCommand } from './events.js';
+import { configCheckCommand } from './config.js';
 
 export const COMMANDS: readonly Command[] = [
   initCommand,
   serveCommand,
   migrateCommand,
+  configCheckCommand,
   ...keysCommands,
   ...tokenCommands,
   ...secretsCommands,
@@ -28,5 +31,7 @@ export const COMMANDS: readonly Command[] = [
   ...incidentCommands,
   auditListCommand,
   auditVerifyCommand,
+  auditKeyCommand,
+  auditCheckpointCommand,
   eventsCommand,
 ];

@@ -7,9 +7,10 @@ import { fields } from '../render.js';
 const storeOptions = {
   data: { type: 'string' },
   database: { type: 'string' },
+  config: { type: 'string' },
 } as const;
 
-async function configFrom(ctx: CommandContext): Promise<AppConfig> {
+export async function configFrom(ctx: CommandContext): Promise<AppConfig> {
   const { resolveConfig } = await import('../../app/config.js');
   return resolveConfig(
     {
@@ -20,6 +21,7 @@ async function configFrom(ctx: CommandContext): Promise<AppConfig> {
       maxTtl: optionString(ctx, 'max-ttl'),
       cacheTtl: optionString(ctx, 'cache-ttl'),
       logLevel: optionString(ctx, 'log-level'),
+      config: optionString(ctx, 'config'),
     },
     ctx.env,
   );
@@ -30,7 +32,7 @@ const ROOT_TOKEN_WARNING = 'This root token is shown once here; it is also kept 
 export const initCommand: Command = {
   name: 'init',
   summary: 'Create the data directory, master key, database and a root token',
-  usage: '[--data DIR] [--database postgres://…] [--new-root-token]',
+  usage: '[--config FILE] [--data DIR] [--database postgres://…] [--new-root-token]',
   options: { ...storeOptions, 'new-root-token': { type: 'boolean' }, 'max-ttl': { type: 'string' } },
   positionals: { min: 0, max: 0 },
   async run(ctx) {
@@ -49,7 +51,7 @@ export const initCommand: Command = {
 export const migrateCommand: Command = {
   name: 'migrate',
   summary: 'Apply database migrations',
-  usage: '[--data DIR] [--database postgres://…]',
+  usage: '[--config FILE] [--data DIR] [--database postgres://…]',
   options: storeOptions,
   positionals: { min: 0, max: 0 },
   async run(ctx) {
@@ -71,7 +73,7 @@ export const migrateCommand: Command = {
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run the Keysmith server (SQLite in the data directory unless --database is given)',
-  usage: '[--addr 127.0.0.1:7370] [--data DIR] [--database postgres://…] [--max-ttl 90d] [--default-ttl 30d]',
+  usage: '[--config FILE] [--addr 127.0.0.1:7370] [--data DIR] [--database postgres://…] [--max-ttl 90d] [--default-ttl 30d]',
   options: {
     ...storeOptions,
     addr: { type: 'string' },
@@ -93,6 +95,7 @@ export const serveCommand: Command = {
       ]));
       say(`${ROOT_TOKEN_WARNING} ${server.init.rootTokenFile}`);
     }
+    if (config.configFile !== undefined) say(`Configuration from ${config.configFile}`);
     say(`Keysmith listening on ${server.url} (${server.services.store.description})`);
     if (ctx.json) {
       ctx.stdout.write(`${JSON.stringify({ event: 'listening', url: server.url, database: server.services.store.description, ...(server.init?.rootToken ? { rootToken: server.init.rootToken } : {}) })}\n`);

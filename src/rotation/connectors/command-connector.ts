@@ -1,5 +1,9 @@
 /**
  * The `command` connector, for the long tail of vendors: an external program does each step.
+ * The program is one the operator registered (the configuration file's `programs`: absolute
+ * path, SHA-256, fixed arguments); a policy names it (`program: <name>`) and may add arguments
+ * only where the registry's `allowArgs` patterns allow, never a path or a shell. The file's hash
+ * is checked again before every start; a mismatch fails the step (not retryable) unspawned.
  * For every step Keysmith spawns the program (no shell: args are passed as they are), writes
  * one JSON object to its standard input and reads one JSON object from its standard output:
  *
@@ -13,6 +17,7 @@
  * Keysmith's own, and the run id doubles as its idempotency key for create.
  */
 import { spawn } from 'node:child_process';
+import { NO_PROGRAMS, ProgramRefusedError, type PreparedProgram, type ProgramRegistry } from '../../outbound/index.js';
 import { tryParseDuration } from '../../shared/duration.js';
 import {
   ConnectorError,
@@ -32,7 +37,9 @@ import {
 import { scrubText } from '../failure.js';
 
 export interface CommandSettings {
-  readonly command: string;
+  /** The name of a program registered in the server configuration. */
+  readonly program: string;
+  /** Extra arguments, each allowed by the program's `allowArgs`. */
   readonly args?: readonly string[];
   /** Duration per step, default 30s. */
   readonly timeout?: string;
@@ -51,14 +58,26 @@ const MAX_STDOUT = 1024 * 1024;
 const MAX_STDERR_KEPT = 16 * 1024;
 const KILL_GRACE_MS = 2_000;
 
-export function validateCommandSettings(settings: unknown): string[] {
+/**
+ * Environment names a policy may not set: they change which code the program loads (the
+ * dynamic loader, interpreters, shells) or what Keysmith itself tells it.
+ */
+const FORBIDDEN_ENV_RE = /^(PATH|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|LD_.*|DYLD_.*|NODE_.*|PYTHON.*|PERL.*|RUBY.*|GCONV_PATH|LOCPATH|NLSPATH|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|GIT_.*|KEYSMITH_.*)$/i;
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,99}$/;
+
+/**
+ * The settings' problems. With a program registry, `program` must be registered and `args`
+ * allowed by it; without one (the CLI checking a file away from any server) only the shape.
+ */
+export function validateCommandSettings(settings: unknown, programs?: ProgramRegistry): string[] {
   if (settings === null || typeof settings !== 'object' || Array.isArray(settings)) return ['settings must be an object'];
   const s = settings as Record<string, unknown>;
   const problems: string[] = [];
-  if (typeof s.command !== 'string' || s.command.trim() === '') problems.push('command must be a non-empty string');
-  if (s.args !== undefined && (!Array.isArray(s.args) || s.args.some((a) => typeof a !== 'string'))) {
-    problems.push('args must be a list of strings');
-  }
+  if (s.command !== undefined) problems.push('command is not allowed: name a program registered in the server configuration with program');
+  const argsOk = s.args === undefined || (Array.isArray(s.args) && s.args.every((a) => typeof a === 'string'));
+  if (!argsOk) problems.push('args must be a list of strings');
+  if (typeof s.program !== 'string' || s.program.trim() === '') problems.push('program must name a program registered in the server configuration');
+  else if (programs !== undefined) problems.push(...programs.checkUse(s.program, argsOk ? ((s.args as string[] | undefined) ?? []) : []));
   if (s.timeout !== undefined && (typeof s.timeout !== 'string' || tryParseDuration(s.timeout) === undefined)) {
     problems.push('timeout must be a duration such as 30s or 5m');
   }
@@ -69,11 +88,16 @@ export function validateCommandSettings(settings: unknown): string[] {
       problems.push(`${field} must map names to strings`);
     }
   }
+  if (s.env !== null && typeof s.env === 'object') {
+    for (const name of Object.keys(s.env)) {
+      if (!ENV_NAME_RE.test(name) || FORBIDDEN_ENV_RE.test(name)) problems.push(`env.${name.slice(0, 60)} may not be set by a policy`);
+    }
+  }
   if (s.config !== undefined && (s.config === null || typeof s.config !== 'object' || Array.isArray(s.config))) {
     problems.push('config must be an object');
   }
-  const known = new Set(['command', 'args', 'timeout', 'secrets', 'env', 'config']);
-  for (const field of Object.keys(s)) if (!known.has(field)) problems.push(`${field} is not a command connector setting`);
+  const known = new Set(['program', 'command', 'args', 'timeout', 'secrets', 'env', 'config']);
+  for (const field of Object.keys(s)) if (!known.has(field)) problems.push(`${field.slice(0, 60)} is not a command connector setting`);
   return problems;
 }
 
@@ -82,11 +106,21 @@ interface StepAnswer {
   readonly secrets: readonly string[];
 }
 
+export interface CommandConnectorDeps {
+  /** The registered programs; without it settings are checked for shape only and no program runs. */
+  readonly programs?: ProgramRegistry;
+}
+
 export class CommandConnector implements Connector {
   readonly type = 'command';
+  readonly #programs: ProgramRegistry | undefined;
+
+  constructor(deps: CommandConnectorDeps = {}) {
+    this.#programs = deps.programs;
+  }
 
   validateSettings(settings: unknown): string[] {
-    return validateCommandSettings(settings);
+    return validateCommandSettings(settings, this.#programs);
   }
 
   async create(ctx: ConnectorContext): Promise<CreateResult> {
@@ -128,7 +162,7 @@ export class CommandConnector implements Connector {
   }
 
   private async run(ctx: ConnectorContext, step: ConnectorStep, credential?: RevokeTarget): Promise<StepAnswer> {
-    const problems = validateCommandSettings(ctx.settings);
+    const problems = validateCommandSettings(ctx.settings, this.#programs ?? NO_PROGRAMS);
     if (problems.length > 0) {
       throw new ConnectorError('ERR_CONNECTOR_SETTINGS_INVALID', `command connector: ${problems.join('; ')}`, {
         connector: this.type,
@@ -137,6 +171,14 @@ export class CommandConnector implements Connector {
       });
     }
     const settings = ctx.settings as unknown as CommandSettings;
+    // Checked before any secret is read: a refused program learns nothing.
+    let program: PreparedProgram;
+    try {
+      program = await (this.#programs ?? NO_PROGRAMS).prepare(settings.program, settings.args ?? []);
+    } catch (error) {
+      if (!(error instanceof ProgramRefusedError)) throw error;
+      throw new ConnectorError('ERR_CONNECTOR_PROGRAM_REFUSED', `command connector, ${step}: ${error.message}`, { connector: this.type, step, retryable: false });
+    }
     const handed: Record<string, CredentialValue> = {};
     for (const [name, path] of Object.entries(settings.secrets ?? {})) handed[name] = await ctx.readSecret(path);
     const secrets = secretStrings(credential?.value, ...Object.values(handed));
@@ -148,12 +190,11 @@ export class CommandConnector implements Connector {
       ...(credential ? { credential } : {}),
     });
     const timeoutMs = settings.timeout ? tryParseDuration(settings.timeout)! : DEFAULT_COMMAND_TIMEOUT_MS;
-    const outcome = await runProgram(settings, input, timeoutMs, ctx.signal, { KEYSMITH_STEP: step, KEYSMITH_RUN_ID: ctx.runId });
-    // Standard error can hold anything the program could read: known secrets and anything key-like go.
+    const outcome = await runProgram(program, settings.env ?? {}, input, timeoutMs, ctx.signal, { KEYSMITH_STEP: step, KEYSMITH_RUN_ID: ctx.runId });
     const stderr = tail(scrubText(outcome.stderr, secrets), 300);
     const withStderr = (message: string): string => (stderr ? `${message}; stderr: ${stderr}` : message);
     if (outcome.spawnError) {
-      throw this.error('ERR_CONNECTOR_FAILED', step, `cannot start ${JSON.stringify(settings.command)}: ${outcome.spawnError}`, false);
+      throw this.error('ERR_CONNECTOR_FAILED', step, `cannot start program "${settings.program}": ${outcome.spawnError}`, false);
     }
     if (outcome.aborted) throw this.error('ERR_CONNECTOR_FAILED', step, 'the step was cancelled', true);
     if (outcome.timedOut) {
@@ -189,25 +230,26 @@ export interface ProgramOutcome {
 }
 
 /**
- * Runs a program with `input` on standard input and a minimal environment (never the server's
- * own), killing its whole process group on timeout or abort. Used by the connector's steps and
- * by the rotation engine's command deploy hook.
+ * Runs a prepared (registered and hash-checked) program with `input` on standard input and a
+ * minimal environment (never the server's own), killing its whole process group on timeout or
+ * abort. Used by the connector's steps and by the rotation engine's command deploy hook.
  */
 export function runProgram(
-  settings: Pick<CommandSettings, 'command' | 'args' | 'env'>,
+  program: PreparedProgram,
+  programEnv: Readonly<Record<string, string>>,
   input: string,
   timeoutMs: number,
   signal: AbortSignal | undefined,
   extraEnv: Record<string, string>,
 ): Promise<ProgramOutcome> {
   return new Promise((resolve) => {
-    const env: Record<string, string> = { ...extraEnv, ...(settings.env ?? {}) };
+    const env: Record<string, string> = { ...programEnv, ...extraEnv };
     for (const name of ['PATH', 'LANG', 'SYSTEMROOT']) {
       const value = process.env[name];
       if (value !== undefined && env[name] === undefined) env[name] = value;
     }
     // detached: the child leads its own process group, so a timeout kills its children too.
-    const child = spawn(settings.command, [...(settings.args ?? [])], { shell: false, detached: true, stdio: 'pipe', env });
+    const child = spawn(program.command, [...program.args], { shell: false, detached: true, stdio: 'pipe', env });
     const stdout: Buffer[] = [];
     let stdoutBytes = 0;
     let stdoutTooLarge = false;

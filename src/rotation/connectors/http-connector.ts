@@ -21,9 +21,13 @@
  * Outcomes: 408, 429, 5xx, network failures and timeouts are retryable errors; other refusals
  * (a third key over the vendor's limit, a bad admin token) are ERR_CONNECTOR_REJECTED and not
  * retryable. A test answered with an unexpected status is `ok: false`, not an error. A revoke
- * answered 404 or 410 counts as done (the key is already gone). Redirects are refused, so the
- * admin token is sent to the configured host only; URLs must be https (http only to loopback).
+ * answered 404 or 410 counts as done (the key is already gone). Redirects are not followed (a 3xx
+ * is a refusal), so the admin token is sent to the configured host only; URLs must be https
+ * (http only to loopback). Every host must be in the server's egress allowlist: checked when the
+ * policy is put, and again on the address actually connected to (see src/outbound); a refused
+ * host is an ERR_CONNECTOR_EGRESS_REFUSED that names the host and is not retried.
  */
+import { EgressRefusedError, OutboundNetworkError, egressRequest, type Egress } from '../../outbound/index.js';
 import { tryParseDuration } from '../../shared/duration.js';
 import {
   ConnectorError,
@@ -100,7 +104,7 @@ function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
-function validateTemplate(step: ConnectorStep, template: unknown, problems: string[]): void {
+function validateTemplate(step: ConnectorStep, template: unknown, problems: string[], egress: Egress | undefined): void {
   if (!isObject(template)) {
     problems.push(`${step} must be a request: { method, url, headers?, body? }`);
     return;
@@ -119,11 +123,15 @@ function validateTemplate(step: ConnectorStep, template: unknown, problems: stri
     } catch {
       problems.push(`${step}.url is not a URL`);
     }
+    const before = problems.length;
     if (url && url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
       problems.push(`${step}.url must be https (plain http only to a loopback address)`);
     }
     if (url && /^[a-z]+:\/\/[^/?#]*\{\{/i.test(template.url)) {
       problems.push(`${step}.url may not put a placeholder in the host`);
+    } else if (url && egress && problems.length === before) {
+      const refused = egress.checkUrl(url.href);
+      if (refused !== undefined) problems.push(`${step}.url: ${refused}`);
     }
   }
   if (template.headers !== undefined && (!isObject(template.headers) || Object.values(template.headers).some((v) => typeof v !== 'string'))) {
@@ -146,7 +154,8 @@ function validateTemplate(step: ConnectorStep, template: unknown, problems: stri
   }
 }
 
-export function validateHttpSettings(settings: unknown): string[] {
+/** The settings' problems; with an egress allowlist, also every URL whose host it does not list. */
+export function validateHttpSettings(settings: unknown, egress?: Egress): string[] {
   if (!isObject(settings)) return ['settings must be an object'];
   const problems: string[] = [];
   const known = new Set(['adminSecret', 'adminField', 'timeout', 'idempotencyHeader', 'create', 'set', 'test', 'revoke']);
@@ -162,8 +171,8 @@ export function validateHttpSettings(settings: unknown): string[] {
   if (idem !== undefined && idem !== false && (typeof idem !== 'string' || !/^[A-Za-z0-9-]+$/.test(idem))) {
     problems.push('idempotencyHeader must be a header name or false');
   }
-  for (const step of ['create', 'test', 'revoke'] as const) validateTemplate(step, settings[step], problems);
-  if (settings.set !== undefined) validateTemplate('set', settings.set, problems);
+  for (const step of ['create', 'test', 'revoke'] as const) validateTemplate(step, settings[step], problems, egress);
+  if (settings.set !== undefined) validateTemplate('set', settings.set, problems, egress);
   const usesAdmin = placeholdersIn([settings.create, settings.set, settings.test, settings.revoke]).has('admin');
   if (usesAdmin && typeof settings.adminSecret !== 'string') problems.push('adminSecret is required when a request uses {{admin}}');
   return problems;
@@ -191,11 +200,21 @@ interface Answer {
   readonly shownUrl: string;
 }
 
+export interface HttpConnectorDeps {
+  /** The egress allowlist; without it settings are checked for shape only and every call is refused. */
+  readonly egress?: Egress;
+}
+
 export class HttpConnector implements Connector {
   readonly type = 'http';
+  readonly #egress: Egress | undefined;
+
+  constructor(deps: HttpConnectorDeps = {}) {
+    this.#egress = deps.egress;
+  }
 
   validateSettings(settings: unknown): string[] {
-    return validateHttpSettings(settings);
+    return validateHttpSettings(settings, this.#egress);
   }
 
   async create(ctx: ConnectorContext): Promise<CreateResult> {
@@ -327,8 +346,9 @@ export class HttpConnector implements Connector {
     const method = (template.method ?? (step === 'test' ? 'GET' : 'POST')).toUpperCase();
     const started = performance.now();
     try {
-      const response = await fetch(url, { method, headers, body, signal, redirect: 'error' });
-      const text = (await response.text()).slice(0, MAX_ANSWER_CHARS);
+      if (!this.#egress) throw new EgressRefusedError(new URL(url).hostname, 'no egress is configured');
+      const response = await egressRequest(this.#egress, url, { method, headers, ...(body !== undefined ? { body } : {}), signal, maxBytes: MAX_ANSWER_CHARS });
+      const text = response.text.slice(0, MAX_ANSWER_CHARS);
       let json: unknown;
       try {
         json = text === '' ? undefined : JSON.parse(text);
@@ -338,11 +358,13 @@ export class HttpConnector implements Connector {
       return { status: response.status, json, text, durationMs: Math.round(performance.now() - started), shownUrl };
     } catch (error) {
       const where = `${method} ${shownUrl}`;
+      // Names the host and the rule that refused it, never the URL (its path may hold a secret).
+      if (error instanceof EgressRefusedError) throw this.error('ERR_CONNECTOR_EGRESS_REFUSED', step, error.message, false);
       // The fetch error itself is not kept as the cause: its text may quote the URL.
       if (timeout.aborted) throw this.error('ERR_CONNECTOR_TIMEOUT', step, `${where} did not answer within ${timeoutMs} ms`, true);
       if (ctx.signal?.aborted) throw this.error('ERR_CONNECTOR_FAILED', step, `${where} was cancelled`, true);
-      const code = (error as { cause?: { code?: unknown } }).cause?.code;
-      throw this.error('ERR_CONNECTOR_FAILED', step, `${where} failed: ${typeof code === 'string' ? code : 'network error'}`, true);
+      const code = error instanceof OutboundNetworkError ? error.code : undefined;
+      throw this.error('ERR_CONNECTOR_FAILED', step, `${where} failed: ${code ?? 'network error'}`, true);
     }
   }
 

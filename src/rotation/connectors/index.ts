@@ -18,7 +18,7 @@ export {
   type StepEvidence,
   type TestResult,
 } from './connector.js';
-export { CommandConnector, validateCommandSettings, DEFAULT_COMMAND_TIMEOUT_MS, EXIT_TEMPFAIL, type CommandSettings } from './command-connector.js';
+export { CommandConnector, validateCommandSettings, DEFAULT_COMMAND_TIMEOUT_MS, EXIT_TEMPFAIL, type CommandSettings, type CommandConnectorDeps } from './command-connector.js';
 export {
   HttpConnector,
   validateHttpSettings,
@@ -26,6 +26,7 @@ export {
   type HttpSettings,
   type HttpRequestTemplate,
   type HttpCreateTemplate,
+  type HttpConnectorDeps,
 } from './http-connector.js';
 export {
   PostgresConnector,

@@ -14,7 +14,8 @@
  * under a lease in the `leases` table.
  */
 import type { Kysely, Transaction } from 'kysely';
-import { appendAudit, recordAuditEvent, type ActorContext, type AuditEventInput } from '../../audit/index.js';
+import { type ActorContext, type AuditEventInput } from '../../audit/index.js';
+import type { AuditLog } from '../../audit/index.js';
 import type { KeyRecord, KeyService } from '../../keys/index.js';
 import type { SecretService } from '../../secrets/index.js';
 import { isUniqueViolation, type Database, type Dialect, type RotationRunsTable } from '../../store/index.js';
@@ -31,6 +32,7 @@ import { normalisePolicy, type RotationPolicy } from '../policy.js';
 import type { RotationPolicyService } from '../policy-service.js';
 import { targetNeeds, unmetNeeds } from '../policy-grant.js';
 import { authorDenial } from './author-check.js';
+import type { Outbound } from '../../outbound/index.js';
 import type { CheckTiming } from './checks.js';
 import {
   BEFORE_PROMOTE,
@@ -89,6 +91,8 @@ export const DEFAULT_ENGINE_CONFIG: RotationEngineConfig = {
 
 export interface RotationEngineDeps {
   readonly db: Kysely<Database>;
+  /** The audit log every change is written to, in the change's transaction. */
+  readonly audit: AuditLog;
   readonly dialect: Dialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
@@ -98,6 +102,8 @@ export interface RotationEngineDeps {
   readonly connectors: ConnectorRegistry;
   readonly randomFor: (runId: string) => RandomBytes;
   readonly config?: Partial<RotationEngineConfig>;
+  /** The operator's egress allowlist and program registry (health checks, deploy hooks). */
+  readonly outbound: Outbound;
 }
 
 export interface TriggerInput {
@@ -162,6 +168,7 @@ export class RotationEngine {
       connector: (type) => this.#connector(type),
       now: () => deps.clock.now(),
       checks: this.#config.checks,
+      outbound: deps.outbound,
       trafficCheckMs: this.#config.trafficCheckMs,
       defaultQuietPeriodMs: this.#config.defaultQuietPeriodMs,
       randomFor: deps.randomFor,
@@ -270,7 +277,7 @@ export class RotationEngine {
     const inserted = await this.#deps.db.transaction().execute(async (trx) => {
       const result = await trx.insertInto('rotation_runs').values(row).onConflict((oc) => oc.doNothing()).executeTakeFirst();
       if (Number(result.numInsertedOrUpdatedRows ?? 0) !== 1) return false;
-      await appendAudit(trx, ctx, {
+      await this.#deps.audit.append(trx, ctx, {
         action: 'rotation.run.started',
         target: id,
         data: { policy: resolved.policyName, target: resolved.target, kind: resolved.kind, trigger: input.trigger, ...(input.reason ? { reason: input.reason } : {}), connector: resolved.policy.connector.type },
@@ -292,7 +299,7 @@ export class RotationEngine {
     const unmet = unmetNeeds(grant, needs);
     if (unmet.length === 0) return;
     const scope = unmet[0]!.scope;
-    await recordAuditEvent(this.#deps.db, ctx, { action: 'auth.denied', target: `${resolved.kind}:${resolved.target}`, data: { requiredScope: scope, action: 'rotation.run.start' } }, this.#nowIso());
+    await this.#deps.audit.record(this.#deps.db, ctx, { action: 'auth.denied', target: `${resolved.kind}:${resolved.target}`, data: { requiredScope: scope, action: 'rotation.run.start' } }, this.#nowIso());
     throw new AppError('ERR_FORBIDDEN', `this token lacks the scope "${scope}": starting a rotation changes ${resolved.kind} ${resolved.target}`);
   }
 
@@ -474,7 +481,7 @@ export class RotationEngine {
         .returningAll()
         .executeTakeFirst();
       if (running === undefined) return undefined;
-      await appendAudit(trx, ctx, { action: 'rotation.run.rollback_requested', target: id, data: { target: row.target, kind: row.target_kind } }, nowIso);
+      await this.#deps.audit.append(trx, ctx, { action: 'rotation.run.rollback_requested', target: id, data: { target: row.target, kind: row.target_kind } }, nowIso);
       return running;
     }).catch((error: unknown) => {
       if (isUniqueViolation(error)) throw new AppError('ERR_ROTATION_IN_PROGRESS', `another run is rotating ${row.target_kind} ${row.target}; wait for it to end`);
@@ -739,7 +746,7 @@ export class RotationEngine {
         .executeTakeFirst();
       if (Number(held.numUpdatedRows) !== 1) return undefined;
       const audit = await work(trx, now, nowMs);
-      for (const event of audit) await appendAudit(trx, { actor: 'rotation', requestId: row.id }, event, now);
+      for (const event of audit) await this.#deps.audit.append(trx, { actor: 'rotation', requestId: row.id }, event, now);
       return trx.selectFrom('rotation_runs').selectAll().where('id', '=', row.id).executeTakeFirst();
     });
   }
@@ -800,7 +807,7 @@ export class RotationEngine {
           .executeTakeFirst();
         if (Number(done.numUpdatedRows) !== 1) return;
         await this.#timeline(trx, run.id, 'finish', `revoked ${revocation.which}`, revocation.next_at, now, { ...evidence, attempts }, null);
-        await appendAudit(trx, { actor: 'rotation', requestId: run.id }, { action: 'rotation.revocation.done', target: run.id, data: { which: revocation.which, ...credential, attempts } }, now);
+        await this.#deps.audit.append(trx, { actor: 'rotation', requestId: run.id }, { action: 'rotation.revocation.done', target: run.id, data: { which: revocation.which, ...credential, attempts } }, now);
       } else {
         const nextAt = new Date(nowMs + backoff(attempts, this.#config)).toISOString();
         const retry = await trx
@@ -810,7 +817,7 @@ export class RotationEngine {
           .where('lease_owner', '=', this.owner)
           .executeTakeFirst();
         if (Number(retry.numUpdatedRows) !== 1) return;
-        await appendAudit(trx, { actor: 'rotation', requestId: run.id }, { action: 'rotation.revocation.retry', target: run.id, data: { which: revocation.which, ...credential, attempts, nextAt, error: failure } }, now);
+        await this.#deps.audit.append(trx, { actor: 'rotation', requestId: run.id }, { action: 'rotation.revocation.retry', target: run.id, data: { which: revocation.which, ...credential, attempts, nextAt, error: failure } }, now);
       }
     });
   }

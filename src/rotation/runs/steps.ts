@@ -6,6 +6,7 @@
  */
 import type { ActorContext } from '../../audit/index.js';
 import type { KeyService } from '../../keys/index.js';
+import type { Outbound } from '../../outbound/index.js';
 import type { SecretService, SecretValue } from '../../secrets/index.js';
 import { isAppError } from '../../shared/errors.js';
 import type { RandomBytes } from '../../shared/ids.js';
@@ -45,6 +46,8 @@ export interface StepDeps {
   readonly connector: (type: string) => Connector;
   readonly now: () => number;
   readonly checks: CheckTiming;
+  /** The operator's egress allowlist and program registry, for health checks and deploy hooks. */
+  readonly outbound: Outbound;
   /** How often the traffic gate looks at key use while it waits. */
   readonly trafficCheckMs: number;
   readonly defaultQuietPeriodMs: number;
@@ -226,7 +229,7 @@ export class RunSteps {
 
   async #test(input: StepInput): Promise<StepOutcome> {
     const tested = await this.#connector(input).test(this.context(input, await this.#oldCredential(input)), await this.#newCredential(input));
-    const checks = await probeOnce(input.policy.healthChecks, this.#deps.checks, input.signal);
+    const checks = await probeOnce(this.#deps.outbound.egress, input.policy.healthChecks, this.#deps.checks, input.signal);
     const evidence = { ...tested.evidence, connectorOk: tested.ok, ...checks.evidence };
     if (!tested.ok) return { kind: 'fail', message: 'the connector test of the new credential failed', evidence };
     if (!checks.ok) return { kind: 'fail', message: 'a health check failed with the new credential', evidence };
@@ -269,7 +272,7 @@ export class RunSteps {
       overlapEndsAt: input.state.overlapEndsAt ?? null,
     };
     const secrets = input.state.newVersion === undefined ? [] : secretStrings((await this.#newCredential(input)).value);
-    const hooked = await runDeployHook(input.policy.deployHook!, notice, secrets, input.signal);
+    const hooked = await runDeployHook(this.#deps.outbound, input.policy.deployHook!, notice, secrets, input.signal);
     if (!hooked.ok) {
       throw new ConnectorError('ERR_CONNECTOR_FAILED', `the deploy hook did not succeed (${evidenceText(hooked.evidence)})`, { connector: 'deploy-hook', retryable: true });
     }
@@ -279,7 +282,7 @@ export class RunSteps {
   async #gate(input: StepInput): Promise<StepOutcome> {
     let evidence: StepEvidence = {};
     if (input.state.healthy !== true && input.policy.healthChecks.length > 0) {
-      const gate = await healthGate(input.policy.healthChecks, this.#deps.checks, this.#deps.now, input.signal);
+      const gate = await healthGate(this.#deps.outbound.egress, input.policy.healthChecks, this.#deps.checks, this.#deps.now, input.signal);
       if (!gate.ok) return { kind: 'fail', message: 'the health gate failed after promote', evidence: gate.evidence };
       evidence = gate.evidence;
     }

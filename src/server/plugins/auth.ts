@@ -5,7 +5,7 @@
  * carries the presented token.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
-import { recordAuditEvent, type ActorContext } from '../../audit/index.js';
+import type { ActorContext, AuditLog } from '../../audit/index.js';
 import type { KeyService, Principal, AuthFailure, AuthResult } from '../../keys/index.js';
 import { hasScope } from '../../policy/index.js';
 import { parseKey } from '../../keys/index.js';
@@ -23,6 +23,7 @@ declare module 'fastify' {
 export interface AuthDeps {
   readonly keys: KeyService;
   readonly store: Store;
+  readonly audit: AuditLog;
   readonly clock: Clock;
   /** Aggregates and throttles failed authentication per address; without it each failure is written. */
   readonly failures?: AuthFailureTracker | undefined;
@@ -157,7 +158,7 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
       settle(done, denial.error, failures.fail(failureInfo(request, String(denial.data.reason), denial.target)));
       return;
     }
-    recordAuditEvent(
+    deps.audit.record(
       deps.store.db,
       actorContext(request),
       { action: denial.action, target: denial.target, data: { ...denial.data, method: request.method, route: request.routeOptions.url ?? null } },
