@@ -4,7 +4,6 @@
  * parameters are coerced from text. Response schemas whitelist every field that leaves.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { ServerOptions } from 'node:http';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { IncidentService, KeyService } from '../keys/index.js';
@@ -50,6 +49,7 @@ import { createEventStreams, eventsRoute } from './routes/events/stream.js';
 import { AuditTail } from '../audit/index.js';
 import { AuthFailureTracker, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './plugins/auth-failures.js';
 import { AppError } from '../shared/errors.js';
+import { timeoutOptions, type ServerTimeouts } from './plugins/timeouts.js';
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../shared/json-depth.js';
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -101,35 +101,6 @@ export interface ServerDeps {
   readonly authFailures?: Partial<AuthFailureOptions> | false;
   /** How long a client may take to send a request; see `ServerTimeouts`. */
   readonly timeouts?: Partial<ServerTimeouts>;
-}
-
-/**
- * A client that sends its request slowly holds a socket and a parser: node answers 408 and
- * closes the connection when the headers (`headersMs`) or the whole request, body included
- * (`requestMs`), take longer than allowed, and closes an idle kept-alive connection after
- * `keepAliveMs`. The fast lanes run inside the same node server, so they are covered too.
- */
-export interface ServerTimeouts {
-  readonly requestMs: number;
-  readonly headersMs: number;
-  readonly keepAliveMs: number;
-}
-
-export const DEFAULT_TIMEOUTS: ServerTimeouts = { requestMs: 30_000, headersMs: 10_000, keepAliveMs: 72_000 };
-
-/** Fastify options for the timeouts; node checks them every `connectionsCheckingInterval`. */
-function timeoutOptions(given: Partial<ServerTimeouts> | undefined): Pick<FastifyServerOptions, 'requestTimeout' | 'keepAliveTimeout' | 'connectionTimeout'> & { http: ServerOptions } {
-  const timeouts = { ...DEFAULT_TIMEOUTS, ...given };
-  // Node refuses headers allowed longer than the whole request.
-  const headersMs = Math.min(timeouts.headersMs, timeouts.requestMs);
-  return {
-    requestTimeout: timeouts.requestMs,
-    keepAliveTimeout: timeouts.keepAliveMs,
-    // No idle-socket timeout: an event stream is quiet between heartbeats, and the two above bound a slow client.
-    connectionTimeout: 0,
-    // Checked this often, so a timeout fires within half its length (node checks every 30 s by default).
-    http: { headersTimeout: headersMs, connectionsCheckingInterval: Math.max(100, Math.min(headersMs, timeouts.requestMs) / 2) },
-  };
 }
 
 export interface EventStreamOptions {

@@ -1,4 +1,5 @@
-export { buildServer, BODY_LIMIT, DEFAULT_TIMEOUTS, REDACT_PATHS, type ServerDeps, type EventStreamOptions, type ServerTimeouts } from './build-server.js';
+export { buildServer, BODY_LIMIT, REDACT_PATHS, type ServerDeps, type EventStreamOptions } from './build-server.js';
+export { DEFAULT_TIMEOUTS, type ServerTimeouts } from './plugins/timeouts.js';
 export { createMetrics, type ServerMetrics } from './plugins/metrics.js';
 export { DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './plugins/auth-failures.js';
 export { publicRoute, type RouteScope } from './route-scopes.js';
