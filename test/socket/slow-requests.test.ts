@@ -2,7 +2,7 @@
  * Slow clients are cut off (issue 9, section 4): a request whose headers or body trickle in is
  * answered 408 or closed once the server's timeout passes, on the Fastify routes and in the
  * verify fast lane alike (it runs inside the same node server). Real sockets: `inject()` has no
- * clock of its own.
+ * clock of its own, and goes around the fast lane (whose deep-body refusal is checked here too).
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -112,6 +112,16 @@ describeEachDialect('slow requests are cut off', (dialect) => {
 
   it('cuts a request whose headers trickle in', async () => {
     expectCut(await trickle(port, 'GET /v1/keys HTTP/1.1\r\n', `host: localhost\r\nx-slow: ${'y'.repeat(100)}\r\n\r\n`));
+  });
+
+  it('refuses a deeply nested verify body in the fast lane with 400 ERR_JSON_TOO_DEEP', async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/keys/verify`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${verifyToken}`, 'content-type': 'application/json' },
+      body: `{"key":"x","scopes":${'['.repeat(5_000)}${']'.repeat(5_000)}}`,
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe('ERR_JSON_TOO_DEEP');
   });
 
   it('still answers a request sent at once', async () => {
