@@ -116,7 +116,7 @@ describe('configuration file', () => {
 
   it('names FILE:LINE:COL for every unknown key and wrong type', () => {
     expect(problems(['listen: 7370', 'lissen: x', 'keys:', '  maxTTL: 30d', '  maxTtl: 30', 'trustProxy: "yes"', 'rotation:', '  tickMs: fast', 'egress:', '  deny: []', '  allow: [nope]'].join('\n'))).toEqual([
-      '/etc/keysmith.yaml:2:1: unknown setting "lissen"; known: data, database, listen, logLevel, trustProxy, fastVerify, keys, kek, rotation, events, audit, programs, egress',
+      '/etc/keysmith.yaml:2:1: unknown setting "lissen"; known: data, database, listen, logLevel, trustProxy, fastVerify, keys, kek, rotation, events, audit, http, auth, programs, egress',
       '/etc/keysmith.yaml:4:3: unknown setting "keys.maxTTL"; keys holds defaultTtl, maxTtl, cacheTtl',
       '/etc/keysmith.yaml:5:11: keys.maxTtl must be a duration such as 90s, 15m, 24h or 30d',
       '/etc/keysmith.yaml:6:13: trustProxy must be true or false',

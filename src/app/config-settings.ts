@@ -6,7 +6,7 @@
  */
 import { tryParseDuration } from '../shared/duration.js';
 
-export type SettingKind = 'string' | 'duration' | 'boolean' | 'milliseconds' | 'enum' | 'addr' | 'path' | 'argv';
+export type SettingKind = 'string' | 'duration' | 'boolean' | 'milliseconds' | 'count' | 'enum' | 'addr' | 'path' | 'argv';
 
 export interface SettingSpec {
   /** Dotted path in the file: `keys.maxTtl`. */
@@ -52,6 +52,12 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'audit.checkpointCommand', env: 'KEYSMITH_AUDIT_CHECKPOINT_COMMAND', kind: 'argv', doc: 'A program given each checkpoint line on stdin, run without a shell: a list (a JSON array in the environment) starting with an absolute path.' },
   { key: 'audit.checkpointUrl', env: 'KEYSMITH_AUDIT_CHECKPOINT_URL', kind: 'string', secret: true, doc: 'An http(s) URL each checkpoint line is POSTed to. Never printed (it may carry a token).' },
   { key: 'audit.checkpointInterval', env: 'KEYSMITH_AUDIT_CHECKPOINT_INTERVAL', kind: 'duration', default: '1m', doc: 'The shortest time between two periodic checkpoints (at least 1s).' },
+  { key: 'http.requestTimeout', env: 'KEYSMITH_REQUEST_TIMEOUT', kind: 'duration', default: '30s', doc: 'A client must send a whole request, body included, within this, or it is answered 408 and the connection closed (at least 1s).' },
+  { key: 'http.headersTimeout', env: 'KEYSMITH_HEADERS_TIMEOUT', kind: 'duration', default: '10s', doc: 'A client must send a request\'s headers within this (at most the request timeout).' },
+  { key: 'http.keepAliveTimeout', env: 'KEYSMITH_KEEPALIVE_TIMEOUT', kind: 'duration', default: '72s', doc: 'An idle kept-alive connection is closed after this.' },
+  { key: 'auth.failureWindow', env: 'KEYSMITH_AUTH_FAILURE_WINDOW', kind: 'duration', default: '1m', doc: 'Failed authentication is written once per source address and reason per window, then as one `auth.failed` event with a `count`.' },
+  { key: 'auth.failureLimit', env: 'KEYSMITH_AUTH_FAILURE_LIMIT', kind: 'count', default: '20', doc: 'Failures in a window after which every call from the address needing a token is answered 429 with Retry-After until the window ends; 0 never throttles.' },
+  { key: 'auth.failureAddresses', env: 'KEYSMITH_AUTH_FAILURE_ADDRESSES', kind: 'count', default: '10000', doc: 'Source addresses (IPv6 by /64) tracked at once; the oldest is written out and dropped for a new one.' },
 ];
 
 /** The sections that are not KEYSMITH_* settings: they exist only in the file. */
@@ -67,6 +73,9 @@ export function settingText(spec: SettingSpec, value: unknown): { text: string }
     }
     case 'milliseconds':
       if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 9_999_999_999) return { problem: `${spec.key} must be a whole number of milliseconds` };
+      return { text: String(value) };
+    case 'count':
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 999_999_999) return { problem: `${spec.key} must be a whole number` };
       return { text: String(value) };
     case 'duration':
       if (typeof value !== 'string' || tryParseDuration(value) === undefined) return { problem: `${spec.key} must be a duration such as 90s, 15m, 24h or 30d` };

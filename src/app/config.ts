@@ -13,6 +13,7 @@ import { resolveKekConfig, type KekConfig } from './kek-config.js';
 import { SETTINGS } from './config-settings.js';
 import { CONFIG_FILE_NAME, ConfigFileError, loadConfigFile, realConfigFileIO, type ConfigFile, type ConfigFileIO } from './config-file.js';
 import type { RotationEngineConfig } from '../rotation/index.js';
+import { DEFAULT_AUTH_FAILURES, DEFAULT_TIMEOUTS, type AuthFailureOptions, type ServerTimeouts } from '../server/index.js';
 
 export { ConfigError, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT };
 
@@ -33,6 +34,19 @@ export interface AppConfig {
   readonly rotation: Partial<RotationEngineConfig>;
   /** `GET /v1/events` timings: `KEYSMITH_EVENTS_POLL` (1s) and `KEYSMITH_EVENTS_HEARTBEAT` (15s). */
   readonly events: { readonly pollMs: number; readonly heartbeatMs: number };
+  /**
+   * How long a client may take: `KEYSMITH_REQUEST_TIMEOUT` for the whole request, body included
+   * (30s), `KEYSMITH_HEADERS_TIMEOUT` for its headers (10s), `KEYSMITH_KEEPALIVE_TIMEOUT` idle
+   * between requests on one connection (72s).
+   */
+  readonly timeouts: ServerTimeouts;
+  /**
+   * Failed authentication per source address: one audit event per reason per
+   * `KEYSMITH_AUTH_FAILURE_WINDOW` (1m) with a count, and after `KEYSMITH_AUTH_FAILURE_LIMIT`
+   * failures in that window (20; 0 never throttles) every call from the address is answered 429
+   * until the window ends. `KEYSMITH_AUTH_FAILURE_ADDRESSES` (10000) bounds the addresses tracked.
+   */
+  readonly authFailures: AuthFailureOptions;
   /** Where signed audit checkpoints go and how often (the KEYSMITH_AUDIT_CHECKPOINTS file, _COMMAND, _URL and _INTERVAL). */
   readonly auditCheckpoints: AuditCheckpointConfig;
   /** The configuration file read, if any. */
@@ -147,6 +161,12 @@ export function resolveConfig(input: ConfigInput, processEnv: NodeJS.ProcessEnv 
       pollMs: durationSetting(env.KEYSMITH_EVENTS_POLL, 'events-poll', 1_000),
       heartbeatMs: durationSetting(env.KEYSMITH_EVENTS_HEARTBEAT, 'events-heartbeat', 15_000),
     },
+    timeouts: timeoutSettings(env),
+    authFailures: {
+      windowMs: durationSetting(env.KEYSMITH_AUTH_FAILURE_WINDOW, 'auth-failure-window', DEFAULT_AUTH_FAILURES.windowMs),
+      limit: wholeNumber(env, 'KEYSMITH_AUTH_FAILURE_LIMIT', DEFAULT_AUTH_FAILURES.limit, 0),
+      maxAddresses: wholeNumber(env, 'KEYSMITH_AUTH_FAILURE_ADDRESSES', DEFAULT_AUTH_FAILURES.maxAddresses, 1),
+    },
     auditCheckpoints: auditCheckpointSettings(dataDir, env),
     configFile: file?.path,
     programs: file?.programs ?? [],
@@ -221,6 +241,27 @@ function rotationSettings(env: NodeJS.ProcessEnv): Partial<RotationEngineConfig>
   if (check !== undefined) out.checks = { intervalMs: check, timeoutMs: Math.max(check * 4, 2000) };
   if (env.KEYSMITH_ROTATION_SCHEDULER === '0') out.scheduler = false;
   return out;
+}
+
+function wholeNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
+  const text = env[name];
+  if (text === undefined) return fallback;
+  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < min) throw new ConfigError(`${name} must be a whole number, at least ${min}`);
+  return Number(text);
+}
+
+function timeoutSettings(env: NodeJS.ProcessEnv): ServerTimeouts {
+  const setting = (name: string, fallback: number): number => {
+    const ms = durationSetting(env[`KEYSMITH_${name}`], name.toLowerCase().replace(/_/g, '-'), fallback);
+    if (ms < 1_000) throw new ConfigError(`KEYSMITH_${name} must be at least 1s (a timeout of 0 would let slow clients hold connections forever)`);
+    return ms;
+  };
+  const requestMs = setting('REQUEST_TIMEOUT', DEFAULT_TIMEOUTS.requestMs);
+  const headersMs = setting('HEADERS_TIMEOUT', Math.min(DEFAULT_TIMEOUTS.headersMs, requestMs));
+  if (headersMs > requestMs) {
+    throw new ConfigError(`KEYSMITH_HEADERS_TIMEOUT ${formatDuration(headersMs)} is longer than KEYSMITH_REQUEST_TIMEOUT ${formatDuration(requestMs)}`);
+  }
+  return { requestMs, headersMs, keepAliveMs: setting('KEEPALIVE_TIMEOUT', DEFAULT_TIMEOUTS.keepAliveMs) };
 }
 
 function durationSetting(text: string | undefined, name: string, fallback: number): number {

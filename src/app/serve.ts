@@ -79,6 +79,8 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       trustProxy: config.trustProxy,
       fastVerify: config.fastVerify,
       events: config.events,
+      timeouts: config.timeouts,
+      authFailures: config.authFailures,
       isReady: () => ready,
       ...(options.version ? { version: options.version } : {}),
       logger:

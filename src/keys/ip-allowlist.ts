@@ -36,3 +36,25 @@ export function compileAllowlist(cidrs: readonly string[]): CompiledAllowlist {
     },
   };
 }
+
+/**
+ * Whether every address of CIDR `inner` lies in CIDR `outer` (both normalised). Two CIDR blocks
+ * either nest or do not meet, so it is enough that `outer` is no narrower and holds one address
+ * of `inner`. An IPv4 block inside `::ffff:0:0/96` counts, as `allows` lets mapped addresses in.
+ */
+export function cidrWithin(inner: string, outer: string): boolean {
+  const [innerAddress = '', innerPrefixText = '0'] = inner.split('/');
+  const [outerAddress = '', outerPrefixText = '0'] = outer.split('/');
+  let address = innerAddress;
+  let prefix = Number(innerPrefixText);
+  const outerPrefix = Number(outerPrefixText);
+  const outerFamily = isIP(outerAddress);
+  if (isIP(address) === 4 && outerFamily === 6) {
+    address = `::ffff:${address}`;
+    prefix += 96;
+  }
+  if (isIP(address) !== outerFamily || prefix < outerPrefix) return false;
+  const list = new BlockList();
+  list.addSubnet(outerAddress, outerPrefix, outerFamily === 6 ? 'ipv6' : 'ipv4');
+  return list.check(address, outerFamily === 6 ? 'ipv6' : 'ipv4');
+}

@@ -13,7 +13,8 @@ import { decodeCursor, encodeCursor } from '../shared/cursor.js';
 import { parseDuration, formatDuration } from '../shared/duration.js';
 import type { RandomBytes } from '../shared/ids.js';
 import type { Clock } from '../shared/clock.js';
-import { hasScope, isManagementScope, missingScopes, MANAGEMENT_SCOPES } from '../policy/index.js';
+import { boundAllowlist, boundsOf, clampExpiry, type TokenBounds } from './token-bounds.js';
+import { hasScope, isManagementScope, missingScopes, MANAGEMENT_SCOPES, pathQualifierProblem, secretScopeFamily } from '../policy/index.js';
 import { DEFAULT_PREFIX, MANAGEMENT_PREFIX, PREFIX_RE, type KeyEnv } from './key-format.js';
 import { drawKey, newKeyRow, successorRow, type SuccessorRow } from './key-row.js';
 import { labelIn, readLabels, writeLabels } from './key-labels.js';
@@ -130,7 +131,8 @@ export interface KeyPage {
  */
 export type KeyTarget =
   | { readonly kind: 'service' }
-  | { readonly kind: 'management'; readonly callerScopes: readonly string[] };
+  /** `callerId`: the token making the change; a token it rotates never outlives it nor leaves its allowlist. */
+  | { readonly kind: 'management'; readonly callerScopes: readonly string[]; readonly callerId?: string | undefined };
 
 export const SERVICE_TARGET: KeyTarget = Object.freeze({ kind: 'service' });
 
@@ -215,8 +217,21 @@ export class KeyService {
     return this.#insert(ctx, 'service', input.prefix ?? DEFAULT_PREFIX, input, scopes, 'key.issued');
   }
 
-  /** Issues a management token; a caller cannot grant scopes it does not hold. */
-  async issueToken(ctx: ActorContext, caller: readonly string[], input: IssueTokenInput): Promise<IssuedKey> {
+  /**
+   * Issues a management token; a caller cannot grant scopes it does not hold. Given the calling
+   * token's id (`parentId`), the new token ends no later than it and stays inside its allowlist
+   * (see token-bounds.ts).
+   */
+  async issueToken(ctx: ActorContext, caller: readonly string[], input: IssueTokenInput, parentId?: string): Promise<IssuedKey> {
+    for (const scope of input.scopes) {
+      const family = secretScopeFamily(scope);
+      const problem = family === undefined ? undefined : pathQualifierProblem(scope.slice(family.length + 1));
+      if (problem !== undefined) {
+        throw new AppError('ERR_INVALID_REQUEST', `scope "${scope.slice(0, 300)}" has a path that no secret can have: ${problem}`, {
+          details: [{ field: 'scopes', message: `"${scope.slice(0, 300)}": ${problem}` }],
+        });
+      }
+    }
     const unknown = input.scopes.filter((scope) => !isManagementScope(scope));
     if (unknown.length > 0) {
       throw new AppError('ERR_INVALID_REQUEST', `unknown management scope ${unknown.map((s) => `"${s}"`).join(', ')}; known: *, ${MANAGEMENT_SCOPES.join(', ')}`, {
@@ -227,6 +242,7 @@ export class KeyService {
     if (beyond.length > 0) {
       throw new AppError('ERR_SCOPE_ESCALATION', `this token cannot grant ${beyond.join(', ')}: it does not hold them`);
     }
+    const bounds = parentId === undefined ? undefined : await this.#boundsOf(this.#deps.db, parentId);
     return this.#insert(
       ctx,
       'management',
@@ -234,6 +250,7 @@ export class KeyService {
       { ...input, owner: input.owner ?? ctx.actor, env: 'live', rateLimit: null },
       input.scopes,
       'token.issued',
+      bounds,
     );
   }
 
@@ -320,7 +337,17 @@ export class KeyService {
     const result = await this.#change(ctx, keyId, target, async (trx, old, now) => {
       assertRotatable(old, iso(now));
       const expiresAt = input.ttl !== undefined || input.expiresAt !== undefined ? this.#expiry(input, now) : undefined;
-      const { key, row, graceEndsAt } = this.successorOf(old, ctx, now, overlapMs, expiresAt, options.random);
+      const successor = this.successorOf(old, ctx, now, overlapMs, expiresAt, options.random);
+      const { key, graceEndsAt } = successor;
+      let row = successor.row;
+      let clampedTo: string | undefined;
+      if (target.kind === 'management' && target.callerId !== undefined) {
+        const bounds = target.callerId === old.id ? boundsOf(old) : await this.#boundsOf(trx, target.callerId);
+        const clamp = clampExpiry(row.expires_at, bounds);
+        const allowlist = boundAllowlist(row.ip_allowlist === null ? null : (JSON.parse(row.ip_allowlist) as string[]), bounds);
+        row = { ...row, expires_at: clamp.expiresAt, ip_allowlist: allowlist === null ? null : JSON.stringify(allowlist) };
+        if (clamp.clamped) clampedTo = bounds.parentId;
+      }
       const successorId = row.id;
       await trx.insertInto('api_keys').values(row).execute();
       const labels = await readLabels(trx, [old.id]);
@@ -334,7 +361,7 @@ export class KeyService {
         .where('revoked_at', 'is', null)
         .executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1) throw new AppError('ERR_KEY_SUPERSEDED', `key ${old.id} has already been rotated`);
-      const audit = rotationAudit(old, row, overlapMs, graceEndsAt);
+      const audit = rotationAudit(old, row, overlapMs, graceEndsAt, clampedTo === undefined ? {} : { expiryClampedTo: clampedTo });
       return { value: { key, successorId }, audit, alsoInvalidate: [successorId] };
     });
     const [record, previous] = await Promise.all([this.get(result.successorId, target.kind), this.get(keyId, target.kind)]);
@@ -550,6 +577,7 @@ export class KeyService {
     input: IssueKeyInput,
     scopes: readonly string[],
     action: string,
+    bounds?: TokenBounds,
   ): Promise<IssuedKey> {
     if (!PREFIX_RE.test(prefix)) {
       throw new AppError('ERR_INVALID_REQUEST', 'prefix must be 2–16 lowercase letters or digits, starting with a letter', {
@@ -557,8 +585,8 @@ export class KeyService {
       });
     }
     const now = this.#deps.clock.now();
-    const expiresAt = this.#expiry(input, now);
-    const allowlist = normaliseAllowlist(input.ipAllowlist ?? null);
+    const { expiresAt, clamped } = clampExpiry(this.#expiry(input, now), bounds);
+    const allowlist = boundAllowlist(normaliseAllowlist(input.ipAllowlist ?? null), bounds);
     const rateLimit = normaliseRateLimit(input.rateLimit ?? null);
     const env = input.env ?? 'live';
     const { key, row } = newKeyRow(
@@ -583,7 +611,7 @@ export class KeyService {
       await this.#deps.audit.append(trx, ctx, {
         action,
         target: id,
-        data: { owner: row.owner, env, scopes: dedupe(scopes), expiresAt, labels: input.labels ?? {} },
+        data: { owner: row.owner, env, scopes: dedupe(scopes), expiresAt, labels: input.labels ?? {}, ...(clamped ? { expiryClampedTo: bounds?.parentId } : {}) },
       }, iso(now));
     });
     this.verifier.invalidate(id);
@@ -594,6 +622,13 @@ export class KeyService {
    * Runs one change to a key in a transaction: loads the row, applies `apply`, appends the
    * audit events it returns, and after commit drops the key (and any other named) from the cache.
    */
+  /** What the calling token `parentId` lets a token it makes have; it must be a management token. */
+  async #boundsOf(db: Kysely<Database> | Transaction<Database>, parentId: string): Promise<TokenBounds> {
+    const parent = await db.selectFrom('api_keys').select(['id', 'kind', 'expires_at', 'grace_ends_at', 'replaced_by', 'ip_allowlist']).where('id', '=', parentId).executeTakeFirst();
+    if (!parent || parent.kind !== 'management') throw new AppError('ERR_FORBIDDEN', 'only a management token can make or rotate management tokens');
+    return boundsOf(parent);
+  }
+
   async #change<T>(
     ctx: ActorContext,
     keyId: string,

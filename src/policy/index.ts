@@ -6,6 +6,8 @@ export {
   isManagementScope,
   secretScope,
   pathGrant,
+  pathQualifierProblem,
+  secretScopeFamily,
   type PathGrant,
   SECRET_SCOPES,
   type SecretScope,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasScope, isManagementScope, missingScopes, pathGrant, scopeCovers, secretScope } from './scopes.js';
+import { hasScope, isManagementScope, missingScopes, pathGrant, pathQualifierProblem, scopeCovers, secretScope } from './scopes.js';
 
 describe('scopes', () => {
   it('matches exactly, by family wildcard, and by the root wildcard', () => {
@@ -75,5 +75,45 @@ describe('pathGrant', () => {
       prefixes: ['payments/'],
       exact: ['ops/db'],
     });
+  });
+});
+
+describe('secret scope path qualifiers', () => {
+  it('accepts qualifiers that name paths or prefixes', () => {
+    for (const scope of ['secrets:read:payments/*', 'secrets:read:*', 'secrets:write:a/b.c/d_e-f', 'secrets:admin:x', 'secrets:read:v1.2/key']) {
+      expect(isManagementScope(scope), scope).toBe(true);
+    }
+  });
+
+  it('refuses dot segments, empty segments and characters a path cannot hold', () => {
+    for (const scope of [
+      'secrets:read:payments/../*',
+      'secrets:read:../*',
+      'secrets:read:payments/..',
+      'secrets:read:./payments/*',
+      'secrets:read:payments/./key',
+      'secrets:read:a/.../b',
+      'secrets:read:a//b',
+      'secrets:read:/a',
+      'secrets:read:a/',
+      'secrets:read:a//*',
+      'secrets:read:',
+      'secrets:read:A/b',
+      'secrets:read:a b',
+      'secrets:read:a/*/b',
+      'secrets:read:a*',
+      'secrets:write:a\\b',
+    ]) {
+      expect(isManagementScope(scope), scope).toBe(false);
+    }
+  });
+
+  it('says what is wrong with a qualifier', () => {
+    expect(pathQualifierProblem('payments/../*')).toMatch(/"\." or "\.\." segment/);
+    expect(pathQualifierProblem('a//b')).toMatch(/empty segment/);
+    expect(pathQualifierProblem('a/')).toMatch(/empty segment/);
+    expect(pathQualifierProblem('A')).toMatch(/characters/);
+    expect(pathQualifierProblem('x'.repeat(300))).toMatch(/longer/);
+    expect(pathQualifierProblem('payments/*')).toBeUndefined();
   });
 });

@@ -35,6 +35,29 @@ export const SECRET_SCOPES = ['secrets:read', 'secrets:write', 'secrets:admin'] 
 export type SecretScope = (typeof SECRET_SCOPES)[number];
 
 const PATH_QUALIFIER = /^(\*|[a-z0-9_.-]+(\/[a-z0-9_.-]+)*(\/\*)?)$/;
+/** A secret path is at most this long (src/contract SECRET_PATH_MAX); a qualifier adds `/*`. */
+const QUALIFIER_MAX = 256 + 2;
+
+/**
+ * Why a secret scope's path qualifier can never name a secret path, or undefined when it can.
+ * `..` and `.` segments are refused although no path could match them: a scope is read by
+ * people too, and `payments/../*` reads as "everything".
+ */
+export function pathQualifierProblem(qualifier: string): string | undefined {
+  if (qualifier.length > QUALIFIER_MAX) return `longer than ${QUALIFIER_MAX} characters`;
+  if (qualifier === '*') return undefined;
+  const body = qualifier.endsWith('/*') ? qualifier.slice(0, -2) : qualifier;
+  const segments = body.split('/');
+  if (segments.some((segment) => segment === '')) return 'an empty segment (a leading, trailing or doubled "/")';
+  if (segments.some((segment) => /^\.+$/.test(segment))) return 'a "." or ".." segment';
+  if (!PATH_QUALIFIER.test(qualifier)) return 'characters a secret path cannot hold (a-z, 0-9, "-", "_", "." and "/" only; "*" only as a last "/*")';
+  return undefined;
+}
+
+/** The secret scope family (`secrets:read`, …) a qualified scope belongs to, if any. */
+export function secretScopeFamily(scope: string): SecretScope | undefined {
+  return SECRET_SCOPES.find((known) => scope.startsWith(`${known}:`));
+}
 
 /** The scope a principal needs to do `scope` on the secret at `path`. */
 export function secretScope(scope: SecretScope, path: string): string {
@@ -68,8 +91,8 @@ export function isManagementScope(scope: string): boolean {
     if (MANAGEMENT_SCOPES.some((known) => known.startsWith(family))) return true;
   }
   if ((MANAGEMENT_SCOPES as readonly string[]).includes(scope)) return true;
-  const family = SECRET_SCOPES.find((known) => scope.startsWith(`${known}:`));
-  return family !== undefined && PATH_QUALIFIER.test(scope.slice(family.length + 1));
+  const family = secretScopeFamily(scope);
+  return family !== undefined && pathQualifierProblem(scope.slice(family.length + 1)) === undefined;
 }
 
 /** The paths a set of scopes may do `scope` on: every path (`all`), or prefixes and exact paths. */

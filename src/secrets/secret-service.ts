@@ -213,6 +213,13 @@ export class SecretService {
   // ---- writes -------------------------------------------------------------------------------
 
   async put(ctx: ActorContext, rawPath: string, input: PutSecretInput): Promise<PutSecretResult> {
+    const outcome = await this.#put(ctx, rawPath, input);
+    // A refused replay is audited, so its transaction commits; the refusal is thrown after.
+    if (outcome instanceof AppError) throw outcome;
+    return outcome;
+  }
+
+  async #put(ctx: ActorContext, rawPath: string, input: PutSecretInput): Promise<PutSecretResult | AppError> {
     const path = assertSecretPath(rawPath);
     const encoded = encodeValue(input.value);
     if (input.expiresAt !== undefined && input.expiresAt !== null) input = { ...input, expiresAt: normaliseTime(input.expiresAt, 'expiresAt') };
@@ -220,7 +227,7 @@ export class SecretService {
     const kek = this.#deps.kek;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#transaction(async (trx, now) => {
+        return await this.#transaction<PutSecretResult | AppError>(async (trx, now) => {
           let row = await this.#lockByPath(trx, path, now);
           const stages = row ? await stagesOf(trx, row.id) : new Map<string, number>();
           const current = stages.get('current') ?? 0;
@@ -234,11 +241,19 @@ export class SecretService {
               .where('request_token', '=', input.requestToken)
               .executeTakeFirst();
             if (earlier !== undefined) {
+              const requestToken = input.requestToken;
+              // A request token belongs to the principal that used it. Another principal gets the
+              // same refusal whether its value matches or not, so a token is no oracle for guesses.
+              if (earlier.created_by !== ctx.actor) {
+                const refusal = new AppError('ERR_SECRET_REQUEST_TOKEN_REUSED', `request token "${requestToken}" was already used on ${path} by another caller; choose a new one`);
+                return { result: refusal, audit: [replayEvent('secret.put.replay_refused', row.id, path, requestToken, { reason: 'other_principal' })] };
+              }
               if (earlier.value_digest === null || digest === null || !sameDigest(earlier.value_digest, digest)) {
-                throw new AppError('ERR_SECRET_REQUEST_TOKEN_REUSED', `request token "${input.requestToken}" was already used for version ${earlier.version} of ${path} with another value`);
+                const refusal = new AppError('ERR_SECRET_REQUEST_TOKEN_REUSED', `request token "${requestToken}" was already used for version ${earlier.version} of ${path} with another value`);
+                return { result: refusal, audit: [replayEvent('secret.put.replay_refused', row.id, path, requestToken, { reason: 'other_value', version: earlier.version })] };
               }
               const result: PutSecretResult = { id: row.id, path, version: earlier.version, stages: stageNames(stages, earlier.version), created: false, replayed: true };
-              return { result, audit: [] };
+              return { result, audit: [replayEvent('secret.put.replayed', row.id, path, requestToken, { version: earlier.version })] };
             }
           }
           if (input.cas !== undefined && (input.cas === 0 ? row !== undefined : input.cas !== current)) {
@@ -693,6 +708,11 @@ export class SecretService {
 }
 
 type Executor = Kysely<Database> | Transaction<Database>;
+
+/** The audit event of a put that named an earlier request token; never the value. */
+function replayEvent(action: string, secretId: string, path: string, requestToken: string, extra: Record<string, unknown>): AuditEventInput {
+  return { action, target: secretId, data: { path, requestToken, ...extra } };
+}
 
 /** The stored row of one sealed version. */
 export function versionRow(

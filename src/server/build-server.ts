@@ -3,7 +3,7 @@
  * Bodies are validated strictly (no coercion, unknown fields refused); query strings and path
  * parameters are coerced from text. Response schemas whitelist every field that leaves.
  */
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { IncidentService, KeyService } from '../keys/index.js';
@@ -47,6 +47,10 @@ import { publicOpenApi } from './openapi-paths.js';
 import { recordRouteScopes } from './route-scopes.js';
 import { createEventStreams, eventsRoute } from './routes/events/stream.js';
 import { AuditTail } from '../audit/index.js';
+import { AuthFailureTracker, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './plugins/auth-failures.js';
+import { AppError } from '../shared/errors.js';
+import { timeoutOptions, type ServerTimeouts } from './plugins/timeouts.js';
+import { jsonDeeperThan, MAX_JSON_DEPTH } from '../shared/json-depth.js';
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -90,11 +94,44 @@ export interface ServerDeps {
   readonly fastVerify?: boolean;
   /** `GET /v1/events`: how often the shared tail reads the audit log (1 s) and how often an idle stream gets a keep-alive comment (15 s). */
   readonly events?: EventStreamOptions;
+  /**
+   * Failed authentication: aggregated in the audit log and throttled per address (see
+   * plugins/auth-failures.ts); defaults apply when left out, `false` writes every failure and never throttles.
+   */
+  readonly authFailures?: Partial<AuthFailureOptions> | false;
+  /** How long a client may take to send a request; see `ServerTimeouts`. */
+  readonly timeouts?: Partial<ServerTimeouts>;
 }
 
 export interface EventStreamOptions {
   readonly pollMs?: number;
   readonly heartbeatMs?: number;
+}
+
+/** The tracker behind the auth guard: audit events through the store, every failure counted in the metrics. */
+function createFailureTracker(deps: ServerDeps, metrics: ServerMetrics, options: AuthFailureOptions, log: FastifyBaseLogger): AuthFailureTracker {
+  const byReason = new Map<string, { inc(): void }>();
+  return new AuthFailureTracker({
+    clock: deps.clock,
+    options,
+    count: (reason) => {
+      let counter = byReason.get(reason);
+      if (counter === undefined) {
+        counter = metrics.authFailures.child({ reason });
+        byReason.set(reason, counter);
+      }
+      counter.inc();
+    },
+    onWriteError: (error, count) => log.error({ err: error, count }, 'could not write an aggregated auth.failed event'),
+    write: async ({ info, count, window }) => {
+      await deps.audit.record(
+        deps.store.db,
+        { actor: 'anonymous', requestId: info.requestId, sourceIp: info.ip },
+        { action: 'auth.failed', target: info.target, data: { reason: info.reason, method: info.method, route: info.route, count, ...(window ? { window } : {}) } },
+        new Date(deps.clock.now()).toISOString(),
+      );
+    },
+  });
 }
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
@@ -111,6 +148,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     genReqId: requestId,
     requestIdHeader: false,
     return503OnClosing: true,
+    ...timeoutOptions(deps.timeouts),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 600 },
     rewriteUrl: (req) => rewriteSecretActionUrl(req.url ?? '/'),
     ...(fastVerify ? { serverFactory: fastLaneServerFactory(() => lane) } : {}),
@@ -122,7 +160,15 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   // JSON only: any other content type is a 415, not a string for the schema to puzzle over.
-  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  // A body nested deeper than any request needs is refused before anything recursive walks it.
+  const defaultJsonParser = app.getDefaultJsonParser('error', 'error');
+  const jsonParser: typeof defaultJsonParser = (request, body, done) => {
+    if (typeof body === 'string' && jsonDeeperThan(body, MAX_JSON_DEPTH)) {
+      done(new AppError('ERR_JSON_TOO_DEEP', `the request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`), undefined);
+      return;
+    }
+    defaultJsonParser(request, body, done);
+  };
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, jsonParser);
 
@@ -151,6 +197,18 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     events.close();
     done();
   });
+  const failureOptions = deps.authFailures === false ? undefined : { ...DEFAULT_AUTH_FAILURES, ...deps.authFailures };
+  const failures = failureOptions === undefined ? undefined : createFailureTracker(deps, metrics, failureOptions, app.log);
+  if (failures !== undefined && failureOptions !== undefined) {
+    // Closed windows are written within a few seconds; the clock decides which have closed.
+    const sweep = setInterval(() => failures.sweep(), Math.min(failureOptions.windowMs, 5_000));
+    sweep.unref();
+    // After the server stops listening, before the store closes: no count is lost at stop.
+    app.addHook('onClose', async () => {
+      clearInterval(sweep);
+      await failures.close();
+    });
+  }
   const routeDeps: RouteDeps = {
     keys: deps.keys,
     incidents: deps.incidents,
@@ -163,7 +221,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     auditCheckpoints: deps.auditCheckpoints ?? {},
     clock: deps.clock,
     metrics,
-    guard: createAuthGuard({ keys: deps.keys, store: deps.store, audit: deps.audit, clock: deps.clock }),
+    guard: createAuthGuard({ keys: deps.keys, store: deps.store, audit: deps.audit, clock: deps.clock, failures }),
     answerVerify: createVerifyAnswerer({ keys: deps.keys, metrics }),
     isReady: deps.isReady ?? (() => true),
     events,
@@ -196,6 +254,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   }
   app.get('/openapi.json', { schema: { hide: true } }, async () => publicOpenApi(app.swagger()));
   if (fastVerify) {
+    // A throttled address is Fastify's to refuse (429 from the guard).
+    const throttled = (ip: string | undefined): boolean => failures !== undefined && ip !== undefined && failures.retryAfter(ip) > 0;
     // The route's own parser, validator, answer and ids; see fast-verify.ts.
     const validBody = strict.compile<VerifyKeyBodyWire>(VerifyKeyBody);
     const verifyLane = createFastVerifyLane({
@@ -211,8 +271,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       validBody: (body): body is VerifyKeyBodyWire => validBody(body),
       requestId,
       counted: httpRequestCounter(metrics, 'POST', VERIFY_PATH, 200),
+      throttled,
     });
-    const readLane = createFastSecretReadLane({ keys: deps.keys, secrets: deps.secrets, requestId, counted: httpRequestCounter(metrics, 'GET', '/v1/secrets/*', 200) });
+    const readLane = createFastSecretReadLane({ keys: deps.keys, secrets: deps.secrets, requestId, counted: httpRequestCounter(metrics, 'GET', '/v1/secrets/*', 200), throttled });
     lane = chainLanes([verifyLane, readLane]);
     // Fastify answers 503 from the moment it starts closing; so must every request.
     app.addHook('preClose', (done) => {

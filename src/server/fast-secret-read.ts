@@ -18,12 +18,14 @@ export interface FastSecretReadDeps {
   readonly secrets: SecretService;
   readonly requestId: () => string;
   /** The HTTP request counter for `GET /v1/secrets/*` answered 200. */
-  readonly counted: { inc(): void };
+  readonly counted: { inc(): void };  /** Whether the address is throttled after failed authentications: such calls are Fastify's to refuse. */
+  readonly throttled?: ((ip: string | undefined) => boolean) | undefined;
 }
 
 export function createFastSecretReadLane(deps: FastSecretReadDeps): FastVerifyLane {
   let open = true;
   const answer = (req: IncomingMessage, path: string): string | undefined => {
+    if (deps.throttled?.(req.socket.remoteAddress) === true) return undefined;
     const access = checkAccess(deps.keys, req.headers.authorization, req.socket.remoteAddress, secretScope('secrets:read', path));
     if (access instanceof Promise) {
       // The token's row is loading: the route's guard waits for the same load and decides.

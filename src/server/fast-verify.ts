@@ -49,7 +49,8 @@ export interface FastVerifyDeps {
   /** The server's request id generator (the one Fastify's `genReqId` uses). */
   readonly requestId: () => string;
   /** The HTTP request counter for `POST /v1/keys/verify` answered 200. */
-  readonly counted: { inc(): void };
+  readonly counted: { inc(): void };  /** Whether the address is throttled after failed authentications: such calls are Fastify's to refuse. */
+  readonly throttled?: ((ip: string | undefined) => boolean) | undefined;
 }
 
 export interface FastVerifyLane {
@@ -111,6 +112,7 @@ export function createFastVerifyLane(deps: FastVerifyDeps): FastVerifyLane {
       if ((type !== JSON_TYPE && type !== JSON_TYPE_UTF8) || headers['transfer-encoding'] !== undefined) return next(req, res);
       const length = Number(headers['content-length']);
       if (!(length > 0 && length <= FAST_BODY_MAX)) return next(req, res);
+      if (deps.throttled?.(req.socket.remoteAddress) === true) return next(req, res);
       // request.ip without a trusted proxy (the lane is off behind one).
       const access = checkAccess(deps.keys, headers.authorization, req.socket.remoteAddress, VERIFY_SCOPE);
       if (access instanceof Promise) {

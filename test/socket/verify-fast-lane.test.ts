@@ -123,6 +123,9 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
       random: (size) => new Uint8Array(size).fill(7),
       metrics,
       fastVerify,
+      // One audit event per refusal, so both servers' events compare call by call; the lane under
+      // aggregation and throttling is test/socket/auth-throttle.test.ts.
+      authFailures: false,
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
     const address = app.server.address();

@@ -8,7 +8,7 @@ import { IncidentService, KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig }
 import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../../src/crypto/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../../src/secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationEngineConfig, type RotationPolicyService, type Connector } from '../../src/rotation/index.js';
-import { buildServer, createMetrics, type EventStreamOptions } from '../../src/server/index.js';
+import { buildServer, createMetrics, type AuthFailureOptions, type EventStreamOptions } from '../../src/server/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
@@ -68,6 +68,11 @@ export interface TestContextOptions {
   readonly connectors?: readonly Connector[];
   /** Event stream timings (`GET /v1/events`); the server's defaults unless given. */
   readonly events?: EventStreamOptions;
+  /**
+   * Failed-authentication aggregation and throttling; off unless given, so suites that check
+   * one `auth.failed` event per refused call (the scope matrix) see each one.
+   */
+  readonly authFailures?: Partial<AuthFailureOptions>;
   /** A checkpoints file: the app verifies against it and writes on-demand checkpoints to it (none by default). */
   readonly checkpointsFile?: string;
   /** Registered programs (the configuration file's `programs`); none by default. */
@@ -155,6 +160,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     random: secureRandom,
     metrics: createMetrics({ defaultMetrics: false }),
     ...(options.events ? { events: options.events } : {}),
+    authFailures: options.authFailures ?? false,
   });
   const root = await keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['*'], owner: 'root', ttl: '90d' });
   const context: TestContext = {

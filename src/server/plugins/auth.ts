@@ -1,7 +1,8 @@
 /**
  * Management API authentication: `Authorization: Bearer <management token>`. Service keys are
- * refused (they are what `verify` checks, never callers). Every failed authentication and every
- * denied call writes an audit event; none carries the presented token.
+ * refused (they are what `verify` checks, never callers). Every denied call writes an audit event;
+ * failed authentication is aggregated and throttled per address (auth-failures.ts); no event
+ * carries the presented token.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
 import type { ActorContext, AuditLog } from '../../audit/index.js';
@@ -11,6 +12,7 @@ import { parseKey } from '../../keys/index.js';
 import type { Store } from '../../store/index.js';
 import type { Clock } from '../../shared/clock.js';
 import { AppError } from '../../shared/errors.js';
+import type { AuthFailureTracker, FailureInfo } from './auth-failures.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -23,6 +25,8 @@ export interface AuthDeps {
   readonly store: Store;
   readonly audit: AuditLog;
   readonly clock: Clock;
+  /** Aggregates and throttles failed authentication per address; without it each failure is written. */
+  readonly failures?: AuthFailureTracker | undefined;
 }
 
 /** The token from `Bearer <token>`; the scheme in any case (RFC 9110 §11.1). No regex: this runs on every call. */
@@ -133,14 +137,27 @@ function decideAccess(token: string, result: AuthResult, requirement: RequiredSc
   return { ok: true, principal: result.principal };
 }
 
+function failureInfo(request: FastifyRequest, reason: string, target: string | null): FailureInfo {
+  return { reason, target, ip: request.ip, requestId: request.id, method: request.method, route: request.routeOptions.url ?? null };
+}
+
 /**
  * Builds an onRequest hook that authenticates the caller and requires a scope, before any
  * body is read. It is callback-style and stays synchronous when the token's row is cached:
  * it runs on every gateway call, so it must cost next to nothing.
  */
 export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement) => onRequestHookHandler {
+  const failures = deps.failures;
+  const settle = (done: HookHandlerDoneFunction, error: AppError, written: Promise<void> | undefined) => {
+    if (written === undefined) done(error);
+    else written.then(() => done(error), (auditError: unknown) => done(auditError instanceof Error ? auditError : new Error(String(auditError))));
+  };
   const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, denial: AccessDenial) => {
     if (denial.principal) request.principal = denial.principal;
+    if (failures !== undefined && denial.action === 'auth.failed') {
+      settle(done, denial.error, failures.fail(failureInfo(request, String(denial.data.reason), denial.target)));
+      return;
+    }
     deps.audit.record(
       deps.store.db,
       actorContext(request),
@@ -154,6 +171,14 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
   return (requirement: ScopeRequirement) => {
     function authGuard(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
       reply.header('x-request-id', request.id);
+      // A throttled address is refused before its token is looked at.
+      const wait = failures === undefined ? 0 : failures.retryAfter(request.ip);
+      if (wait > 0 && failures !== undefined) {
+        reply.header('retry-after', String(wait));
+        const error = new AppError('ERR_RATE_LIMITED', `too many failed authentications from this address; try again in ${wait} s`);
+        settle(done, error, failures.fail(failureInfo(request, 'throttled', null)));
+        return;
+      }
       const decide = (decision: AccessDecision): void => {
         if (!decision.ok) {
           deny(request, done, decision);

@@ -90,6 +90,8 @@ export interface ServerMetrics {
   readonly verifications: LabelledCounter;
   readonly verifyDuration: SimpleHistogram;
   readonly httpRequests: LabelledCounter;
+  /** Failed authentications by reason, every one (the audit log aggregates them). */
+  readonly authFailures: LabelledCounter;
   /** Adds figures read at scrape time (from the database, say); their text is appended. */
   addCollector(collect: () => Promise<string>): void;
   render(): Promise<string>;
@@ -105,12 +107,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
     VERIFY_BUCKETS,
   );
   const httpRequests = new LabelledCounter('keysmith_http_requests_total', 'HTTP requests by method, route pattern and status');
+  const authFailures = new LabelledCounter('keysmith_auth_failures_total', 'Failed authentications by reason (throttled: refused while the address was throttled)');
   const collectors: Array<() => Promise<string>> = [];
   return {
     registry,
     verifications,
     verifyDuration,
     httpRequests,
+    authFailures,
     addCollector(collect) {
       collectors.push(collect);
     },
@@ -118,7 +122,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
       const process = await registry.metrics();
       // A collector that fails (the database away) leaves its figures out rather than the whole page.
       const extra = await Promise.all(collectors.map((collect) => collect().catch(() => '')));
-      return `${[verifications.render(), verifyDuration.render(), httpRequests.render(), ...extra.filter((text) => text !== '')].join('\n')}\n${process}`;
+      return `${[verifications.render(), verifyDuration.render(), httpRequests.render(), authFailures.render(), ...extra.filter((text) => text !== '')].join('\n')}\n${process}`;
     },
   };
 }

@@ -14,12 +14,15 @@ export function createTokenRoute(app: FastifyInstance, deps: RouteDeps): void {
       schema: {
         tags: ['tokens'],
         summary: 'Issue a management token with some of the caller’s scopes (keys:verify for a gateway)',
+        description:
+          'The new token never outlives the calling token: an expiry (given or default) past the caller’s own is clamped to it, as Vault clamps a child token’s TTL (the answer’s expiresAt says which). ' +
+          'The caller’s IP allowlist is an upper bound: with no ipAllowlist the new token inherits it, and an entry outside it is refused with 403 ERR_ALLOWLIST_ESCALATION.',
         body: CreateTokenBody,
         response: { 201: IssuedKeySchema, ...errorResponses(Problem) },
       },
     },
     async (request, reply) => {
-      const issued = await deps.keys.issueToken(actorContext(request), request.principal?.scopes ?? [], request.body);
+      const issued = await deps.keys.issueToken(actorContext(request), request.principal?.scopes ?? [], request.body, request.principal?.id);
       reply.code(201).header('cache-control', 'no-store');
       return { key: issued.key, ...issued.record };
     },

@@ -28,7 +28,11 @@ const ListTokensQuery = Type.Object(
 );
 
 export function manageTokenRoutes(app: FastifyInstance, deps: RouteDeps): void {
-  const target = (scopes: readonly string[] | undefined) => ({ kind: 'management' as const, callerScopes: scopes ?? [] });
+  const target = (principal: { readonly id: string; readonly scopes: readonly string[] } | undefined) => ({
+    kind: 'management' as const,
+    callerScopes: principal?.scopes ?? [],
+    callerId: principal?.id,
+  });
 
   app.get<{ Querystring: { cursor?: string; limit?: number } }>(
     '/v1/tokens',
@@ -61,13 +65,14 @@ export function manageTokenRoutes(app: FastifyInstance, deps: RouteDeps): void {
       schema: {
         tags: ['tokens'],
         summary: 'Rotate a management token the caller’s scopes cover',
+        description: 'The new token ends no later than the calling token (its expiry is clamped, even when a token rotates itself) and stays inside the calling token’s IP allowlist.',
         params: KeyIdParam,
         body: RotateKeyBody,
         response: { 201: RotatedKeySchema, ...errorResponses(Problem) },
       },
     },
     async (request, reply) => {
-      const rotated = await deps.keys.rotate(actorContext(request), request.params.id, request.body, target(request.principal?.scopes));
+      const rotated = await deps.keys.rotate(actorContext(request), request.params.id, request.body, target(request.principal));
       reply.code(201).header('cache-control', 'no-store');
       return { key: rotated.key, ...rotated.record, previous: rotated.previous };
     },
@@ -86,6 +91,6 @@ export function manageTokenRoutes(app: FastifyInstance, deps: RouteDeps): void {
         response: { 200: KeyRecordSchema, ...errorResponses(Problem) },
       },
     },
-    async (request) => deps.keys.revoke(actorContext(request), request.params.id, request.body.reason, target(request.principal?.scopes)),
+    async (request) => deps.keys.revoke(actorContext(request), request.params.id, request.body.reason, target(request.principal)),
   );
 }
