@@ -9,7 +9,7 @@ import type { IssuedKeyWire, StreamEventWire } from '../../src/contract/index.js
 import { secureRandom } from '../../src/crypto/index.js';
 import { buildServer, createMetrics } from '../../src/server/index.js';
 import { describeEachDialect } from '../support/databases.js';
-import { createTestContext, type TestContext } from '../support/context.js';
+import { createTestContext, serverServices, type TestContext } from '../support/context.js';
 import { follow, openStream, type OpenStream } from '../support/sse.js';
 import { auditAfter, auditHead, createKey, expectProblem, idOf, useContext } from './helpers.js';
 
@@ -137,7 +137,7 @@ describeEachDialect('GET /v1/events', (dialect) => {
   describe('several servers on one database', () => {
     it('streams on one server the changes made through another, read from the shared log', async () => {
       const c = ctx();
-      const other = await buildServer({ keys: c.keys, secrets: c.secrets, kek: c.kek, rotationPolicies: c.rotationPolicies, rotation: c.rotation, incidents: c.incidents, store: c.store, audit: c.audit, clock: c.clock, random: secureRandom, metrics: createMetrics({ defaultMetrics: false }), events: EVENTS });
+      const other = await buildServer({ ...serverServices(c), random: secureRandom, metrics: createMetrics({ defaultMetrics: false }), events: EVENTS });
       try {
         await other.listen({ host: '127.0.0.1', port: 0 });
         const stream = await follow(`http://127.0.0.1:${(other.server.address() as AddressInfo).port}`, '/v1/events?types=key', bearer(c.rootToken));

@@ -9,6 +9,7 @@ import { secureRandom } from '../../src/crypto/index.js';
 import { MANAGEMENT_SCOPES } from '../../src/policy/index.js';
 import { REDACT_PATHS, buildServer, createMetrics, type RouteScope, type ScopeRequirement } from '../../src/server/index.js';
 import { describeEachDialect } from '../support/databases.js';
+import { serverServices } from '../support/context.js';
 import { HOUR, auditAfter, auditHead, createKey, expectProblem, idOf, unknownKey, useContext } from './helpers.js';
 
 /**
@@ -273,15 +274,7 @@ describeEachDialect('security of the /v1 routes', (dialect) => {
 
     beforeAll(async () => {
       logged = await buildServer({
-        audit: ctx().audit,
-        keys: ctx().keys,
-        incidents: ctx().incidents,
-        secrets: ctx().secrets,
-        kek: ctx().kek,
-        rotationPolicies: ctx().rotationPolicies,
-        rotation: ctx().rotation,
-        store: ctx().store,
-        clock: ctx().clock,
+        ...serverServices(ctx()),
         random: secureRandom,
         metrics: createMetrics({ defaultMetrics: false }),
         logger: {

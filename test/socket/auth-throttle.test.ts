@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, createMetrics } from '../../src/server/index.js';
 import { describeEachDialect } from '../support/databases.js';
-import { createTestContext, type TestContext } from '../support/context.js';
+import { createTestContext, serverServices, type TestContext } from '../support/context.js';
 
 const LIMIT = 3;
 
@@ -22,15 +22,7 @@ describeEachDialect('fast lanes and a throttled address', (dialect) => {
   beforeAll(async () => {
     ctx = await createTestContext(dialect);
     app = await buildServer({
-      keys: ctx.keys,
-      incidents: ctx.incidents,
-      secrets: ctx.secrets,
-      kek: ctx.kek,
-      rotationPolicies: ctx.rotationPolicies,
-      rotation: ctx.rotation,
-      store: ctx.store,
-      audit: ctx.audit,
-      clock: ctx.clock,
+      ...serverServices(ctx),
       random: (n) => Buffer.alloc(n, 3),
       metrics: createMetrics({ defaultMetrics: false }),
       authFailures: { windowMs: 60_000, limit: LIMIT, maxAddresses: 100 },

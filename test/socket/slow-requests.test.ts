@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, createMetrics } from '../../src/server/index.js';
 import { describeEachDialect } from '../support/databases.js';
-import { createTestContext, type TestContext } from '../support/context.js';
+import { createTestContext, serverServices, type TestContext } from '../support/context.js';
 
 const TIMEOUT_MS = 1_000;
 /** The timeout, node's check interval (half of it) and room for a loaded machine. */
@@ -59,15 +59,7 @@ describeEachDialect('slow requests are cut off', (dialect) => {
   beforeAll(async () => {
     ctx = await createTestContext(dialect);
     app = await buildServer({
-      keys: ctx.keys,
-      incidents: ctx.incidents,
-      secrets: ctx.secrets,
-      kek: ctx.kek,
-      rotationPolicies: ctx.rotationPolicies,
-      rotation: ctx.rotation,
-      store: ctx.store,
-      audit: ctx.audit,
-      clock: ctx.clock,
+      ...serverServices(ctx),
       random: (n) => Buffer.alloc(n, 7),
       metrics: createMetrics({ defaultMetrics: false }),
       timeouts: { requestMs: TIMEOUT_MS, headersMs: TIMEOUT_MS, keepAliveMs: TIMEOUT_MS },

@@ -15,7 +15,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { buildServer, createMetrics, type ServerMetrics } from '../../src/server/index.js';
 import type { IssuedKey } from '../../src/keys/index.js';
 import { describeEachDialect } from '../support/databases.js';
-import { createTestContext, type TestContext } from '../support/context.js';
+import { createTestContext, serverServices, type TestContext } from '../support/context.js';
 import { unknownKey, wrongSecretFor } from '../http/helpers.js';
 
 const PATH = '/v1/keys/verify';
@@ -110,15 +110,7 @@ describeEachDialect('verify fast lane over a socket', (dialect) => {
   const start = async (fastVerify: boolean): Promise<Target> => {
     const metrics = createMetrics({ defaultMetrics: false });
     const app = await buildServer({
-      audit: ctx.audit,
-      keys: ctx.keys,
-      incidents: ctx.incidents,
-      secrets: ctx.secrets,
-      kek: ctx.kek,
-      rotationPolicies: ctx.rotationPolicies,
-      rotation: ctx.rotation,
-      store: ctx.store,
-      clock: ctx.clock,
+      ...serverServices(ctx),
       // The same seed on both servers: request ids must stay in step.
       random: (size) => new Uint8Array(size).fill(7),
       metrics,

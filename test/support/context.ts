@@ -8,7 +8,7 @@ import { IncidentService, KeyService, DEFAULT_KEY_POLICY, type KeyPolicyConfig }
 import { createKeyHasher, createLocalKekProvider, deriveSecret, secureRandom, type KekProvider } from '../../src/crypto/index.js';
 import { KekService, SecretService, type SecretPolicyConfig } from '../../src/secrets/index.js';
 import { createRotationModule, type RotationEngine, type RotationEngineConfig, type RotationPolicyService, type Connector } from '../../src/rotation/index.js';
-import { buildServer, createMetrics, type AuthFailureOptions, type EventStreamOptions } from '../../src/server/index.js';
+import { buildServer, createMetrics, type AuthFailureOptions, type EventStreamOptions, type ServerDeps } from '../../src/server/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
 import type { Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
@@ -16,6 +16,14 @@ import { AuditCheckpointer, createAuditLog, createFileSink, deriveAuditKeys, typ
 import { createEgress, createProgramRegistry, type Outbound, type ProgramConfig, type Resolver } from '../../src/outbound/index.js';
 
 export const TEST_MASTER_KEY = randomBytes(32);
+
+/** The services a context's app runs on, for a test that builds a second server of its own (a listening one, other options). */
+export type ServerServices = Pick<ServerDeps, 'keys' | 'incidents' | 'secrets' | 'kek' | 'rotationPolicies' | 'rotation' | 'store' | 'audit' | 'clock'>;
+
+export function serverServices(ctx: TestContext): ServerServices {
+  const { keys, incidents, secrets, kek, rotationPolicies, rotation, store, audit, clock } = ctx;
+  return { keys, incidents, secrets, kek, rotationPolicies, rotation, store, audit, clock };
+}
 
 /** The audit log under TEST_MASTER_KEY's chain key, for tests that build a service of their own. */
 export function testAuditLog(masterKey: Uint8Array = TEST_MASTER_KEY): AuditLog {
