@@ -7,17 +7,24 @@
  * - a value the run read, echoed by a vendor split across lines, spaced out, or base64- or
  *   hex-encoded while shorter than the generic run length: it reached a `rotation:read` token in
  *   the run's `error`;
+ * - a command connector's `env` naming a proxy (HTTPS_PROXY, http_proxy, ALL_PROXY), the TLS
+ *   trust or OpenSSL configuration, the resolver's aliases or glibc tunables: the operator's
+ *   program then sent its traffic (and its credentials) where the policy chose;
  * - behind a proxy (KEYSMITH_TRUST_PROXY), the client's own X-Forwarded-For entry was taken as its
  *   address: anyone could lock a victim out (the auth-failure throttle) or pass a key's IP
  *   allowlist.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RotationRunDetailWire } from '../../src/contract/index.js';
 import { describeEachDialect } from '../support/databases.js';
 import type { TestContext } from '../support/context.js';
 import { drive } from '../support/rotation.js';
+import { writeProgram } from '../support/programs.js';
 import { expectProblem, problemFields, unique, unknownKey, useContext } from '../http/helpers.js';
 
 const ADMIN = 'adm-Tok3n-9f8e7d';
@@ -135,5 +142,28 @@ describeEachDialect('red team: the address behind a proxy', (dialect) => {
     const pinned = (await ctx().keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['keys:read'], owner: 'ops', ttl: '1h', ipAllowlist: [`${VICTIM}/32`] })).key;
     expect((await viaProxy(ctx(), VICTIM, undefined, pinned)).statusCode).toBe(200);
     expectProblem(await viaProxy(ctx(), '192.0.2.99', VICTIM, pinned), 401, 'ERR_UNAUTHENTICATED');
+  });
+});
+
+const programDir = mkdtempSync(join(tmpdir(), 'keysmith-red-'));
+const VENDOR_CLI = writeProgram(programDir, 'vendor-cli.cjs', `process.stdout.write('{}')`);
+afterAll(() => rmSync(programDir, { recursive: true, force: true }));
+
+describeEachDialect("red team: a registered program's environment", (dialect) => {
+  const ctx = useContext(dialect, { programs: [VENDOR_CLI] });
+  const put = async (env: Record<string, string>) => {
+    const name = unique('env');
+    const token = await ctx().token(['rotation:write', 'rotation:run', `secrets:read:apps/${name}`, `secrets:write:apps/${name}`]);
+    const policy = { name, target: { secret: `apps/${name}` }, schedule: { every: '30d' }, overlap: '1h', connector: { type: 'command', settings: { program: VENDOR_CLI.name, env } } };
+    return ctx().request({ method: 'PUT', url: `/v1/rotation/policies/${name}`, body: { policy }, token });
+  };
+
+  it('refuses variables that send the program\'s traffic elsewhere or change whom it trusts', async () => {
+    for (const name of ['HTTPS_PROXY', 'http_proxy', 'ALL_PROXY', 'no_proxy', 'OPENSSL_CONF', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'CURL_CA_BUNDLE', 'REQUESTS_CA_BUNDLE', 'HOSTALIASES', 'RES_OPTIONS', 'LOCALDOMAIN', 'GLIBC_TUNABLES', 'MALLOC_CHECK_', 'HOME', 'XDG_CONFIG_HOME']) {
+      const problem = expectProblem(await put({ [name]: 'http://attacker.test:8080' }), 422, 'ERR_ROTATION_POLICY_INVALID');
+      expect(problemFields(problem), name).toEqual([`policy.connector.settings.env.${name}`]);
+    }
+    const ok = await put({ VENDOR_REGION: 'eu' });
+    expect(ok.statusCode, ok.body).toBe(201);
   });
 });
