@@ -10,6 +10,8 @@
  * - a command connector's `env` naming a proxy (HTTPS_PROXY, http_proxy, ALL_PROXY), the TLS
  *   trust or OpenSSL configuration, the resolver's aliases or glibc tunables: the operator's
  *   program then sent its traffic (and its credentials) where the policy chose;
+ * - a NUL byte in `POST /v1/rotations` `key` or `secret`, or in `GET /v1/rotations?target=`:
+ *   PostgreSQL refused the text and the caller got a 500;
  * - behind a proxy (KEYSMITH_TRUST_PROXY), the client's own X-Forwarded-For entry was taken as its
  *   address: anyone could lock a victim out (the auth-failure throttle) or pass a key's IP
  *   allowlist.
@@ -165,5 +167,18 @@ describeEachDialect("red team: a registered program's environment", (dialect) =>
     }
     const ok = await put({ VENDOR_REGION: 'eu' });
     expect(ok.statusCode, ok.body).toBe(201);
+  });
+});
+
+describeEachDialect('red team: control characters in the rotation run routes', (dialect) => {
+  const ctx = useContext(dialect);
+
+  it('answers a NUL in a run target with a 400, not a 500', async () => {
+    const token = await ctx().token(['rotation:run', 'rotation:read', 'keys:rotate', 'secrets:write']);
+    for (const body of [{ key: 'key_\u0000' }, { key: `key_${'A'.repeat(21)}\u0000` }, { secret: 'apps/\u0000' }]) {
+      const problem = expectProblem(await ctx().request({ method: 'POST', url: '/v1/rotations', body, token }), 400, 'ERR_INVALID_REQUEST');
+      expect(problem.detail).not.toContain('\u0000');
+    }
+    expectProblem(await ctx().request({ method: 'GET', url: '/v1/rotations?target=apps%2F%00', token }), 400, 'ERR_INVALID_REQUEST');
   });
 });
