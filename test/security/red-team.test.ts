@@ -7,6 +7,8 @@
  * - a value the run read, echoed by a vendor split across lines, spaced out, or base64- or
  *   hex-encoded while shorter than the generic run length: it reached a `rotation:read` token in
  *   the run's `error`;
+ * - an http create template whose `id` is the new key (`id: $.secret`): the new credential went
+ *   into the run's `vendorId`, shown to every `rotation:read` token, and into the revoke URL;
  * - a command connector's `env` naming a proxy (HTTPS_PROXY, http_proxy, ALL_PROXY), the TLS
  *   trust or OpenSSL configuration, the resolver's aliases or glibc tunables: the operator's
  *   program then sent its traffic (and its credentials) where the policy chose;
@@ -30,12 +32,17 @@ import { writeProgram } from '../support/programs.js';
 import { expectProblem, problemFields, unique, unknownKey, useContext } from '../http/helpers.js';
 
 const ADMIN = 'adm-Tok3n-9f8e7d';
+const NEW_KEY = 'sk-new-Vk29fhQ0';
 
 /** A vendor that refuses every create, quoting the admin token it was sent in the way the path asks. */
 let vendor: Server;
 let vendorPort = 0;
 beforeAll(async () => {
   vendor = createServer((req, res) => {
+    if (req.url?.startsWith('/same/')) {
+      res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ secret: NEW_KEY, id: NEW_KEY }));
+      return;
+    }
     const admin = (req.headers.authorization ?? '').replace(/^Bearer /, '');
     const quoted = req.url?.startsWith('/split/')
       ? `token ${admin.slice(0, 8)}\n${admin.slice(8)} is not valid`
@@ -116,6 +123,30 @@ describeEachDialect('red team: http connector templates', (dialect) => {
         expect(everything, `${form}: ${leak}`).not.toContain(leak);
       }
     }
+  });
+});
+
+describeEachDialect('red team: the new credential as its vendor id', (dialect) => {
+  const ctx = useContext(dialect, { egress: { allow: ['127.0.0.1:*'] } });
+
+  it('fails a create whose vendor id is the new credential, before it is stored or shown', async () => {
+    const reader = await ctx().token(['rotation:read']);
+    const name = unique('same');
+    const token = await ctx().token(authorScopes(name));
+    const policy = httpPolicy(name, `http://127.0.0.1:${vendorPort}/same/keys`) as { connector: { settings: Record<string, unknown> } };
+    policy.connector.settings = { create: { url: `http://127.0.0.1:${vendorPort}/same/keys`, key: '$.secret', id: '$.secret' }, test: { url: `http://127.0.0.1:${vendorPort}/me` }, revoke: { url: `http://127.0.0.1:${vendorPort}/keys/{{vendorId}}` } };
+    const put = await ctx().request({ method: 'PUT', url: `/v1/rotation/policies/${name}`, body: { policy }, token });
+    expect(put.statusCode, put.body).toBe(201);
+    await ctx().secrets.put({ actor: 'prn_admin' }, `apps/${name}`, { value: 'current-value-1234' });
+    const started = await ctx().request({ method: 'POST', url: '/v1/rotations', body: { secret: `apps/${name}` }, token });
+    expect(started.statusCode, started.body).toBe(201);
+    const id = (started.json() as { id: string }).id;
+    await drive(ctx(), id, { advance: true, until: (run) => run.status !== 'running' });
+    const run = (await ctx().request({ method: 'GET', url: `/v1/rotations/${id}`, token: reader })).json() as RotationRunDetailWire;
+    expect(JSON.stringify(run)).not.toContain(NEW_KEY);
+    expect(run.status).toBe('failed');
+    expect(run.error).toContain('the vendor id is the new credential');
+    expect((await ctx().secrets.versions(`apps/${name}`)).versions).toHaveLength(1);
   });
 });
 
