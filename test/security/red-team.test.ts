@@ -9,6 +9,9 @@
  *   the run's `error`;
  * - an http create template whose `id` is the new key (`id: $.secret`): the new credential went
  *   into the run's `vendorId`, shown to every `rotation:read` token, and into the revoke URL;
+ * - a postgres connector, whose host is in a vault value and so never met the egress check: an
+ *   author that can write its own target made the server connect to loopback (its own database,
+ *   where trust authentication may let it in) or to a metadata address;
  * - a command connector's `env` naming a proxy (HTTPS_PROXY, http_proxy, ALL_PROXY), the TLS
  *   trust or OpenSSL configuration, the resolver's aliases or glibc tunables: the operator's
  *   program then sent its traffic (and its credentials) where the policy chose;
@@ -147,6 +150,39 @@ describeEachDialect('red team: the new credential as its vendor id', (dialect) =
     expect(run.status).toBe('failed');
     expect(run.error).toContain('the vendor id is the new credential');
     expect((await ctx().secrets.versions(`apps/${name}`)).versions).toHaveLength(1);
+  });
+});
+
+describeEachDialect('red team: the postgres connector and egress', (dialect) => {
+  const ctx = useContext(dialect, { egress: { allow: ['db.vendor.test:5432'], resolver: async () => [{ address: '127.0.0.1', family: 4 }] } });
+
+  it('refuses an admin URL whose host the egress allowlist does not list, before connecting', async () => {
+    for (const admin of ['postgres://postgres@127.0.0.1:5432/postgres', 'postgres://postgres@169.254.169.254:80/x', 'postgres://postgres@db.vendor.test:5432/postgres']) {
+      const name = unique('pg');
+      const token = await ctx().token(['rotation:write', 'rotation:run', 'rotation:read', `secrets:read:apps/${name}`, `secrets:write:apps/${name}`]);
+      // The narrowest author: its own target, which it can write, is also its admin secret.
+      const policy = {
+        name,
+        target: { secret: `apps/${name}` },
+        schedule: { every: '30d' },
+        overlap: '1h',
+        connector: { type: 'postgres', settings: { adminSecret: `apps/${name}`, roles: ['ks_red_absent_a', 'ks_red_absent_b'], timeout: '2s' } },
+      };
+      const put = await ctx().request({ method: 'PUT', url: `/v1/rotation/policies/${name}`, body: { policy }, token });
+      expect(put.statusCode, put.body).toBe(201);
+      const written = await ctx().request({ method: 'PUT', url: `/v1/secrets/apps/${name}`, body: { value: admin }, token });
+      expect(written.statusCode, written.body).toBe(201);
+      const started = await ctx().request({ method: 'POST', url: '/v1/rotations', body: { secret: `apps/${name}` }, token });
+      expect(started.statusCode, started.body).toBe(201);
+      const id = (started.json() as { id: string }).id;
+      await drive(ctx(), id, { advance: true, until: (run) => run.status !== 'running' });
+      const run = (await ctx().request({ method: 'GET', url: `/v1/rotations/${id}`, token })).json() as RotationRunDetailWire;
+      expect(run.status, admin).toBe('failed');
+      // Refused by the allowlist (not "role does not exist", which needs a connection), and not retried.
+      expect(run.error, admin).toMatch(/ERR_CONNECTOR_EGRESS_REFUSED|egress to .* is refused/);
+      expect(run.error, admin).not.toContain('does not exist');
+      expect(run.timeline.filter((step) => step.outcome === 'retry'), admin).toEqual([]);
+    }
   });
 });
 
