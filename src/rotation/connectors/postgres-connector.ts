@@ -237,12 +237,13 @@ export class PostgresConnector implements Connector {
     const egress = this.egress;
     if (egress === undefined) return {};
     let parsed: URL;
+    let host: string;
     try {
       parsed = new URL(url);
+      host = decodeURIComponent(parsed.hostname);
     } catch {
       throw this.error('ERR_CONNECTOR_SETTINGS_INVALID', step, 'the admin secret is not a postgres:// URL', false);
     }
-    const host = decodeURIComponent(parsed.hostname);
     const override = [...parsed.searchParams.keys()].find((name) => HOST_OVERRIDES.has(name));
     if (override !== undefined) throw this.error('ERR_CONNECTOR_EGRESS_REFUSED', step, `the admin URL may not name its host in the query (${override}=)`, false);
     let address: string;
