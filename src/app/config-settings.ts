@@ -28,7 +28,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'database', env: 'KEYSMITH_DATABASE_URL', kind: 'string', secret: true, doc: 'A postgres:// URL; SQLite in the data directory when unset. Printed without its password.' },
   { key: 'listen', env: 'KEYSMITH_LISTEN', kind: 'addr', default: '127.0.0.1:7370', doc: 'Address and port the server listens on (`serve --addr`).' },
   { key: 'logLevel', env: 'KEYSMITH_LOG_LEVEL', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (`serve --log-level`).' },
-  { key: 'trustProxy', env: 'KEYSMITH_TRUST_PROXY', kind: 'boolean', default: 'false', doc: 'Take the client address from X-Forwarded-For (only behind a proxy you run).' },
+  { key: 'trustProxy', env: 'KEYSMITH_TRUST_PROXY', kind: 'boolean', default: 'false', doc: 'Take the client address from X-Forwarded-For: the last entry, the one the proxy in front appended (only behind a proxy you run).' },
   { key: 'fastVerify', env: 'KEYSMITH_FAST_VERIFY', kind: 'boolean', default: 'true', doc: 'Answer key verification in the fast lane in front of Fastify.' },
   { key: 'keys.defaultTtl', env: 'KEYSMITH_DEFAULT_TTL', kind: 'duration', default: '30d', doc: 'Lifetime of an issued key that asks for none (`--default-ttl`).' },
   { key: 'keys.maxTtl', env: 'KEYSMITH_MAX_TTL', kind: 'duration', default: '90d', doc: 'Longest lifetime a key may have (`--max-ttl`).' },

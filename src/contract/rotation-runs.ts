@@ -22,8 +22,8 @@ function oneOf<T extends string>(values: readonly T[], description?: string) {
 export const StartRotationBody = Type.Object(
   {
     policy: Type.Optional(PolicyName),
-    key: Type.Optional(Type.String({ maxLength: 26, description: 'An issued key, key_…' })),
-    secret: Type.Optional(Type.String({ maxLength: SECRET_PATH_MAX, description: 'A secret path a policy rotates' })),
+    key: Type.Optional(Type.String({ pattern: '^key_[0-9A-Za-z]{22}$', description: 'An issued key, key_…' })),
+    secret: Type.Optional(Text(SECRET_PATH_MAX, { description: 'A secret path a policy rotates' })),
     reason: Type.Optional(Text(200, { minLength: 1, description: 'Why: leak, role-change, incident, …' })),
     trigger: Type.Optional(oneOf(['manual', 'event'] as const, 'manual for a person, event (the default) for automation')),
     overlap: Type.Optional(DurationText),
@@ -99,7 +99,7 @@ export const ListRotationRunsQuery = Type.Object(
   {
     status: Type.Optional(oneOf(RUN_STATUS)),
     policy: Type.Optional(PolicyName),
-    target: Type.Optional(Type.String({ maxLength: SECRET_PATH_MAX })),
+    target: Type.Optional(Text(SECRET_PATH_MAX)),
     cursor: Type.Optional(Type.String({ maxLength: 200 })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
   },

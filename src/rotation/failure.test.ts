@@ -41,6 +41,18 @@ describe('scrubText', () => {
     expect(out).not.toContain('sk_live_1');
   });
 
+  it('removes a short value base64- or hex-encoded, and withholds a text that holds one split across lines or spaced out', () => {
+    const admin = 'adm-Tok3n-9f8e7d';
+    const b64 = Buffer.from(admin).toString('base64');
+    const out = scrubText(`a ${b64} b ${b64.replace(/=+$/, '')} c ${Buffer.from(admin).toString('hex')} d ${Buffer.from(admin).toString('hex').toUpperCase()}`, [admin]);
+    expect(out).toBe('a [redacted] b [redacted] c [redacted] d [redacted]');
+    for (const split of [`token ${admin.slice(0, 8)}\n${admin.slice(8)} refused`, `token ${admin.split('').join(' ')} refused`, `t ${b64.slice(0, 10)}\n${b64.slice(10)}`]) {
+      expect(scrubText(split, [admin])).toBe('[withheld: it held a value the run read, split up]');
+    }
+    // Short values are not looked for across whitespace: "bad mint" is not "admin".
+    expect(scrubText('a bad mint', ['admin'])).toBe('a bad mint');
+  });
+
   it('keeps ordinary words, paths, ids and statuses', () => {
     const text = 'command connector, create: the program exited with status 1; stderr: cannot open payments/stripe/production/api-key for run rot_0123456789abcdefghijkl';
     expect(scrubText(text)).toBe(text);

@@ -144,7 +144,10 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     // Per-request lines are off: state changes are in the audit log, traffic in /metrics.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
-    trustProxy: deps.trustProxy ?? false,
+    // Only the peer (our proxy) is trusted: the caller is the address it appended. Entries left of
+    // it are whatever the client sent, so trusting them would let any caller pick its address
+    // (the auth-failure throttle, IP allowlists).
+    trustProxy: deps.trustProxy === true ? (_address: string, hop: number) => hop === 0 : false,
     genReqId: requestId,
     requestIdHeader: false,
     return503OnClosing: true,

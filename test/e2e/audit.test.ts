@@ -3,7 +3,7 @@
  * chain verified through the API, and offline verification naming the event that was edited or
  * deleted directly in the SQLite file.
  */
-import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -184,6 +184,21 @@ describe('audit trail', { timeout: 120_000 }, () => {
     expect(withCheckpoints.json().problem).toMatchObject({ kind: 'truncated', seq: 1 });
     // A --checkpoints file that does not exist is bad usage.
     expect(alone.code).toBe(2);
+  });
+
+  it('offline: --checkpoints naming a directory is bad usage, a file of junk names its first bad line', async () => {
+    const dir = makeTempDir('audit-checkpoints-dir');
+    const junk = join(dir, 'junk.jsonl');
+    writeFileSync(junk, `\n${'['.repeat(100_000)}\n{"v":1,"seq":1e400}\n\u0000\n`);
+    const [directory, lines] = await Promise.all([
+      runCli(['audit', 'verify', '--data', dataDir, '--checkpoints', dir]),
+      runCli(['audit', 'verify', '--data', dataDir, '--checkpoints', junk, '--json']),
+    ]);
+    expect(directory.code).toBe(2);
+    expect(directory.stderr).toContain(`--checkpoints ${dir} is not a file`);
+    expect(directory.stderr).not.toContain('EISDIR');
+    expect(lines.code).toBe(1);
+    expect(lines.json().problem).toMatchObject({ kind: 'bad-checkpoint', checkpoint: { source: junk, line: 2 } });
   });
 
   it('offline: a deleted head row, a deleted first event and an empty log each exit 1 (with no checkpoints to help)', async () => {

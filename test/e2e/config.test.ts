@@ -84,6 +84,16 @@ describe('keysmith config check', { timeout: 60_000 }, () => {
     expect(text.stdout + text.stderr).not.toContain(HOOK_TOKEN);
   });
 
+  it('masks a database password given as a query parameter too', async () => {
+    const url = `postgres://keysmith@db.internal:5432/keysmith?sslmode=require&password=${DB_PASSWORD}&sslpassword=${PIN}`;
+    const checked = await runCli(['config', 'check', '--config', configFile('query.yaml', 'egress: { allow: [] }'), '--json'], { env: { KEYSMITH_DATABASE_URL: url } });
+    expect(checked.code, checked.stderr).toBe(0);
+    expect(checked.stdout).not.toContain(DB_PASSWORD);
+    expect(checked.stdout).not.toContain(PIN);
+    const database = checked.json().settings.find((s: { key: string }) => s.key === 'database');
+    expect(database).toMatchObject({ value: 'postgres://keysmith@db.internal:5432/keysmith?sslmode=require&password=***&sslpassword=***', source: 'env' });
+  });
+
   it('exits 2 naming FILE:LINE:COL for every problem', async () => {
     const file = configFile('bad.yaml', ['listen: 127.0.0.1:7370', 'keys:', '  maxTtl: forever', 'colour: blue', 'egress:', '  allow: ["169.254.169.254"]'].join('\n'));
     const checked = await runCli(['config', 'check', '--config', file]);

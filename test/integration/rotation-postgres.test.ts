@@ -27,6 +27,8 @@ interface DbCredential {
 }
 
 const url = postgresUrl();
+/** The operator's egress rule for the test database: the connector connects only where it allows. */
+const dbEgress = url === '' ? [] : [`${new URL(url).hostname}:${new URL(url).port || '5432'}`];
 
 describeEachDialect('rotation runs with the postgres connector', (dialect) => {
   let ctx: TestContext;
@@ -55,7 +57,7 @@ describeEachDialect('rotation runs with the postgres connector', (dialect) => {
     await admin.end();
   });
   beforeEach(async () => {
-    ctx = await createTestContext(dialect);
+    ctx = await createTestContext(dialect, { egress: { allow: dbEgress } });
   });
   afterEach(async () => {
     await ctx.close();

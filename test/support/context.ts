@@ -87,6 +87,8 @@ export interface TestContextOptions {
   readonly programs?: readonly ProgramConfig[];
   /** The egress allowlist (the file's `egress.allow`) and a DNS stand-in; nothing allowed by default. */
   readonly egress?: { readonly allow: readonly string[]; readonly resolver?: Resolver };
+  /** Take the caller's address from X-Forwarded-For (KEYSMITH_TRUST_PROXY); off by default. */
+  readonly trustProxy?: boolean;
 }
 
 /** Engine timings for tests: retries and checks in milliseconds, not minutes. */
@@ -169,6 +171,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     metrics: createMetrics({ defaultMetrics: false }),
     ...(options.events ? { events: options.events } : {}),
     authFailures: options.authFailures ?? false,
+    ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
   });
   const root = await keys.issueToken({ actor: 'system:test' }, ['*'], { scopes: ['*'], owner: 'root', ttl: '90d' });
   const context: TestContext = {

@@ -1,5 +1,5 @@
 /** `keysmith audit verify`: through the API, or offline against the data directory or database. */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UsageError, optionString, type Command } from '../command.js';
 import { clientFrom } from '../client.js';
@@ -16,6 +16,7 @@ export const auditVerifyCommand: Command = {
   async run(ctx) {
     const checkpointsFile = optionString(ctx, 'checkpoints');
     if (checkpointsFile !== undefined && !existsSync(checkpointsFile)) throw new UsageError(`--checkpoints ${checkpointsFile} does not exist`);
+    if (checkpointsFile !== undefined && !statSync(checkpointsFile).isFile()) throw new UsageError(`--checkpoints ${checkpointsFile} is not a file`);
     const { readCheckpointFile } = await import('../../audit/checkpoints.js');
     const given = checkpointsFile !== undefined ? readCheckpointFile(resolve(checkpointsFile)) : undefined;
     let result: ChainVerificationWire;

@@ -15,12 +15,16 @@ export interface EffectiveSetting {
   readonly source: 'flag' | 'env' | 'file' | 'default';
 }
 
-/** A postgres URL without its password. */
+/** A postgres URL without its password, in the userinfo or as a query parameter (`?password=`, `sslpassword=`). */
 function withoutPassword(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
+    const query = [...parsed.searchParams.keys()].some((name) => /pass/i.test(name))
+      ? `?${[...parsed.searchParams].map(([name, value]) => `${encodeURIComponent(name)}=${/pass/i.test(name) ? '***' : encodeURIComponent(value)}`).join('&')}`
+      : parsed.search;
+    parsed.search = '';
+    return `${parsed.toString()}${query}`;
   } catch {
     return '[set, not a URL]';
   }

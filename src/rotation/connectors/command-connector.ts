@@ -60,9 +60,12 @@ const KILL_GRACE_MS = 2_000;
 
 /**
  * Environment names a policy may not set: they change which code the program loads (the
- * dynamic loader, interpreters, shells) or what Keysmith itself tells it.
+ * dynamic loader, interpreters, shells, glibc tunables), where its traffic goes (proxies, the
+ * resolver's aliases), whom it trusts (TLS roots, OpenSSL's configuration, which can load a
+ * module), which configuration files it reads (HOME, XDG_*), or what Keysmith itself tells it.
  */
-const FORBIDDEN_ENV_RE = /^(PATH|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|LD_.*|DYLD_.*|NODE_.*|PYTHON.*|PERL.*|RUBY.*|GCONV_PATH|LOCPATH|NLSPATH|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|GIT_.*|KEYSMITH_.*)$/i;
+const FORBIDDEN_ENV_RE =
+  /^(PATH|IFS|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|LD_.*|DYLD_.*|NODE_.*|PYTHON.*|PERL.*|RUBY.*|GCONV_PATH|LOCPATH|NLSPATH|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|GIT_.*|KEYSMITH_.*|.*_PROXY|OPENSSL_.*|SSL_CERT_.*|CURL_CA_BUNDLE|REQUESTS_CA_BUNDLE|HOSTALIASES|RES_OPTIONS|LOCALDOMAIN|GLIBC_TUNABLES|MALLOC_.*|HOME|XDG_.*)$/i;
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,99}$/;
 
 /**

@@ -127,13 +127,35 @@ export function secretStrings(...values: (CredentialValue | undefined)[]): strin
   return [...stringsWithin(...values)].filter((text) => text.length >= MIN_SCRUB_LENGTH).sort((a, b) => b.length - a.length);
 }
 
-/** Replaces each secret (and its URL- and JSON-encoded forms) with `[redacted]`. */
+/** Below this length a value is not looked for across whitespace: too many words would match. */
+const MIN_SPLIT_SCRUB_LENGTH = 8;
+
+/** A secret as a program or vendor may print it: as it is, URL- and JSON-encoded, base64 (padded or not, URL-safe) and hex. */
+function encodedForms(secret: string): Set<string> {
+  const bytes = Buffer.from(secret, 'utf8');
+  const base64 = bytes.toString('base64');
+  const hex = bytes.toString('hex');
+  // Padded base64 before unpadded, so the padding goes with it.
+  return new Set([secret, encodeURIComponent(secret), JSON.stringify(secret).slice(1, -1), base64, base64.replace(/=+$/, ''), bytes.toString('base64url'), hex, hex.toUpperCase()]);
+}
+
+/**
+ * Replaces each secret (and its encoded forms) with `[redacted]`. A text that still holds one
+ * once whitespace is taken out (a value split across lines or spaced out) is withheld whole.
+ */
 export function scrub(text: string, secrets: readonly string[]): string {
   let result = text;
+  const split: string[] = [];
   for (const secret of secrets) {
-    for (const form of new Set([secret, encodeURIComponent(secret), JSON.stringify(secret).slice(1, -1)])) {
+    for (const form of encodedForms(secret)) {
       if (form.length >= MIN_SCRUB_LENGTH) result = result.split(form).join('[redacted]');
+      const squeezed = form.replace(/\s+/g, '');
+      if (squeezed.length >= MIN_SPLIT_SCRUB_LENGTH) split.push(squeezed);
     }
+  }
+  if (split.length > 0) {
+    const squeezedText = result.replace(/\s+/g, '');
+    if (split.some((form) => squeezedText.includes(form))) return '[withheld: it held a value the run read, split up]';
   }
   return result;
 }

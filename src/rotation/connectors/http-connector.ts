@@ -104,6 +104,19 @@ function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
+/**
+ * The host a URL template names with every placeholder filled by `fill`. Compared for two fills:
+ * the parser's own answer, so no spelling (`https:\\{{key}}.x`, `https:/{{key}}.x`) hides a
+ * placeholder in the host from a text pattern.
+ */
+function hostOf(template: string, fill: string): string | undefined {
+  try {
+    return new URL(template.replace(PLACEHOLDER_RE, fill)).host;
+  } catch {
+    return undefined;
+  }
+}
+
 function validateTemplate(step: ConnectorStep, template: unknown, problems: string[], egress: Egress | undefined): void {
   if (!isObject(template)) {
     problems.push(`${step} must be a request: { method, url, headers?, body? }`);
@@ -127,7 +140,7 @@ function validateTemplate(step: ConnectorStep, template: unknown, problems: stri
     if (url && url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
       problems.push(`${step}.url must be https (plain http only to a loopback address)`);
     }
-    if (url && /^[a-z]+:\/\/[^/?#]*\{\{/i.test(template.url)) {
+    if (url && hostOf(template.url, 'x') !== hostOf(template.url, 'y')) {
       problems.push(`${step}.url may not put a placeholder in the host`);
     } else if (url && egress && problems.length === before) {
       const refused = egress.checkUrl(url.href);

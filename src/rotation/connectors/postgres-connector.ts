@@ -24,7 +24,9 @@
  * one: still one credential (the idle role), and only the last answer works.
  */
 import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
+import { Socket } from 'node:net';
 import pg from 'pg';
+import { EgressRefusedError, type Egress } from '../../outbound/index.js';
 import { tryParseDuration } from '../../shared/duration.js';
 import { encodeBase62 } from '../../shared/base62.js';
 import type { RandomBytes } from '../../shared/ids.js';
@@ -53,7 +55,16 @@ export interface PostgresSettings {
 
 export interface PostgresConnectorDeps {
   readonly random?: RandomBytes;
+  /**
+   * The egress allowlist. The admin URL is a vault value, never seen at put time, so its host and
+   * port are checked on every connection and the socket goes to the address checked. The server
+   * always gives one (nothing allowed by default); a connector built without one (tests) is unchecked.
+   */
+  readonly egress?: Egress;
 }
+
+/** Query parameters of a connection string that would move the connection past the checked host. */
+const HOST_OVERRIDES = new Set(['host', 'hostaddr', 'port']);
 
 export const DEFAULT_POSTGRES_TIMEOUT_MS = 10_000;
 const SCRAM_ITERATIONS = 4096;
@@ -114,9 +125,11 @@ function usernameOf(credential: { value?: CredentialValue } | undefined): string
 export class PostgresConnector implements Connector {
   readonly type = 'postgres';
   private readonly random: RandomBytes;
+  private readonly egress: Egress | undefined;
 
   constructor(deps: PostgresConnectorDeps = {}) {
     this.random = deps.random ?? secureRandom;
+    this.egress = deps.egress;
   }
 
   validateSettings(settings: unknown): string[] {
@@ -151,6 +164,7 @@ export class PostgresConnector implements Connector {
     }
     const admin = await this.adminUrl(ctx, 'test');
     const client = new pg.Client({
+      ...(await this.route(admin, 'test')),
       connectionString: asRole(admin, value.username, value.password),
       connectionTimeoutMillis: this.timeoutMs(settings),
     });
@@ -214,12 +228,49 @@ export class PostgresConnector implements Connector {
     return url;
   }
 
+  /**
+   * Where a client may connect: refused (ERR_CONNECTOR_EGRESS_REFUSED, not retried) unless the
+   * egress allowlist passes the URL's host and port; then a socket that connects to the address
+   * checked, whatever the name resolves to later. TLS still verifies the URL's host name.
+   */
+  private async route(url: string, step: ConnectorStep): Promise<{ stream?: () => Socket }> {
+    const egress = this.egress;
+    if (egress === undefined) return {};
+    let parsed: URL;
+    let host: string;
+    try {
+      parsed = new URL(url);
+      host = decodeURIComponent(parsed.hostname);
+    } catch {
+      throw this.error('ERR_CONNECTOR_SETTINGS_INVALID', step, 'the admin secret is not a postgres:// URL', false);
+    }
+    const override = [...parsed.searchParams.keys()].find((name) => HOST_OVERRIDES.has(name));
+    if (override !== undefined) throw this.error('ERR_CONNECTOR_EGRESS_REFUSED', step, `the admin URL may not name its host in the query (${override}=)`, false);
+    let address: string;
+    try {
+      address = (await egress.resolveChecked(host, parsed.port === '' ? 5432 : Number(parsed.port)))[0]!.address;
+    } catch (error) {
+      if (error instanceof EgressRefusedError) throw this.error('ERR_CONNECTOR_EGRESS_REFUSED', step, error.message, false);
+      throw error;
+    }
+    return {
+      stream: () => {
+        const socket = new Socket();
+        const connect = socket.connect.bind(socket) as (port: number, host: string) => Socket;
+        // pg calls connect(port, host): the port is the URL's, the host the address just checked.
+        (socket as unknown as { connect: (port: number) => Socket }).connect = (port: number) => connect(port, address);
+        return socket;
+      },
+    };
+  }
+
   private async setPassword(ctx: ConnectorContext, settings: PostgresSettings, step: ConnectorStep, role: string, password: string): Promise<void> {
     const admin = await this.adminUrl(ctx, step);
     const verifier = scramVerifier(password, this.random(16));
     // The verifier's alphabet (base64, digits, `$`, `:`, `-`) needs no escaping; checked anyway.
     if (!/^[A-Za-z0-9+/=$:-]+$/.test(verifier)) throw new RangeError('unexpected verifier alphabet');
     const client = new pg.Client({
+      ...(await this.route(admin, step)),
       connectionString: admin,
       connectionTimeoutMillis: this.timeoutMs(settings),
       statement_timeout: this.timeoutMs(settings),

@@ -39,7 +39,7 @@ export function createConnectorRegistry(deps: ConnectorRegistryDeps = {}, extra:
   const programs = deps.outbound?.programs;
   for (const connector of [
     new HttpConnector(egress ? { egress } : {}),
-    new PostgresConnector(deps.random ? { random: deps.random } : {}),
+    new PostgresConnector({ ...(deps.random ? { random: deps.random } : {}), ...(egress ? { egress } : {}) }),
     new CommandConnector(programs ? { programs } : {}),
     ...extra,
   ]) {

@@ -174,6 +174,16 @@ export class RunSteps {
     }
     const created = await this.#connector(input).create(this.context(input, current));
     this.#remember(input.runId, created.credential.value);
+    // A vendor id is shown to every rotation:read token and put in URLs: it may not carry the
+    // credential (a template's `id: $.secret`, or a vendor answering the key as its id).
+    const { value: newValue, vendorId: newVendorId } = created.credential;
+    if (typeof newValue === 'string' && newValue !== '' && newVendorId !== undefined && newVendorId.includes(newValue)) {
+      throw new ConnectorError('ERR_CONNECTOR_BAD_RESPONSE', 'the vendor id is the new credential: set the id to a field that names the key, not the key itself', {
+        connector: input.policy.connector.type,
+        step: 'create',
+        retryable: false,
+      });
+    }
     const value = created.credential.value as SecretValue;
     const version = await this.#putPending(input.runId, path, value, created.credential.vendorId);
     const overlapEndsAt = input.kind === 'key' ? (await this.#deps.keys.get(input.target)).graceEndsAt ?? undefined : undefined;
