@@ -129,6 +129,12 @@ describeEachDialect('failed authentication is aggregated and throttled', (dialec
     const metrics = (await ctx().app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(denialsMetric(metrics) - before).toBe(1_003);
     expect(metrics).not.toContain('keysmith_auth_denials_total{');
+    // A secret's scope names its path, but a new path is not a new denial: counted by the route's requirement.
+    const reads = await auditHead(ctx());
+    for (let i = 0; i < 50; i++) expectProblem(await call('198.51.100.7', weak, `/v1/secrets/app/s${i}`), 403, 'ERR_FORBIDDEN');
+    const paths = deniedIn(await auditAfter(ctx(), reads));
+    expect(paths.map((event) => [event.data.requiredScope, event.data.count])).toEqual([['secrets:read:app/s0', 1]]);
+
     // The denials did not throttle the address or the token's other calls.
     expect((await call('198.51.100.7', ctx().rootToken)).statusCode).toBe(200);
   });

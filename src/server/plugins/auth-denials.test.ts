@@ -16,7 +16,15 @@ function tracker(options: Partial<AuthDenialOptions> = {}) {
       counted += 1;
     },
   });
-  const info = (principalId: string, requiredScope = 'keys:read', route = '/v1/keys', n = 0) => ({ principalId, requiredScope, route, ip: '192.0.2.1', requestId: `req_${n}`, method: 'GET' });
+  const info = (principalId: string, requiredScope = 'keys:read', route = '/v1/keys', n = 0, requirement = requiredScope) => ({
+    principalId,
+    requirement,
+    requiredScope,
+    route,
+    ip: '192.0.2.1',
+    requestId: `req_${n}`,
+    method: 'GET',
+  });
   return { clock, written, counted: () => counted, denials, info };
 }
 
@@ -45,6 +53,14 @@ describe('AuthDenialTracker', () => {
     expect(written[4]!.window).toEqual({ from: '2026-11-01T00:00:00.000Z', to: '2026-11-01T00:01:00.000Z' });
     expect(total(written)).toBe(103);
     expect(denials.size).toBe(0);
+  });
+
+  it('counts a qualified scope by the route’s requirement, so a new secret path is not a new denial', async () => {
+    const { written, denials, info } = tracker();
+    for (let i = 0; i < 50; i++) await denials.deny(info('tok_a', `secrets:read:app/${i}`, '/v1/secrets/*', i, 'secrets:read:{path}'));
+    expect(written.map((e) => [e.info.requiredScope, e.count])).toEqual([['secrets:read:app/0', 1]]);
+    await denials.close();
+    expect(written.map((e) => [e.info.requiredScope, e.count])).toEqual([['secrets:read:app/0', 1], ['secrets:read:app/49', 49]]);
   });
 
   it('a denial after the window writes the old window’s count and opens a new one', async () => {

@@ -2,7 +2,7 @@
  * Refused scopes, per principal: aggregated in the audit log, never throttled.
  *
  * Any valid token, even one with no scopes, could write one `auth.denied` row per request and
- * so grow the audit log at request rate. Now the first denial per (principal, required scope,
+ * so grow the audit log at request rate. Now the first denial per (principal, route requirement,
  * route) in a window is written at once, as before; later ones in that window are counted in
  * memory and written as one `auth.denied` event with `count` and `window` when the window closes
  * (a periodic sweep, the same denial after it, eviction or shutdown). The counts of a principal's
@@ -20,6 +20,13 @@ import type { Clock } from '../../shared/clock.js';
 /** What is known of one denial; the audit event names the request and address of the latest. */
 export interface DenialInfo {
   readonly principalId: string;
+  /**
+   * The route's requirement as the docs name it (`secrets:read:{path}`): what denials are counted
+   * by. Not the scope itself, which for a secret names the path asked for, so a caller could make
+   * every denial a new one by asking for a new path.
+   */
+  readonly requirement: string;
+  /** The scope the latest call lacked (`secrets:read:prod/db`); the event names it. */
   readonly requiredScope: string;
   readonly ip: string;
   readonly requestId: string;
@@ -75,8 +82,8 @@ export class AuthDenialTracker {
    */
   deny(info: DenialInfo): Promise<void> | undefined {
     this.#deps.count();
-    // NUL cannot occur in a principal id, a scope or a route pattern: the key is unambiguous.
-    const key = `${info.principalId}\u0000${info.requiredScope}\u0000${info.route ?? ''}`;
+    // NUL cannot occur in a principal id, a requirement or a route pattern: the key is unambiguous.
+    const key = `${info.principalId}\u0000${info.requirement}\u0000${info.route ?? ''}`;
     const now = this.#deps.clock.now();
     let entry = this.#entries.get(key);
     if (entry !== undefined && now - entry.startedAt >= this.#deps.options.windowMs) {

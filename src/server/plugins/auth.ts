@@ -157,7 +157,7 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
     if (written === undefined) done(error);
     else written.then(() => done(error), (auditError: unknown) => done(auditError instanceof Error ? auditError : new Error(String(auditError))));
   };
-  const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, denial: AccessDenial) => {
+  const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, denial: AccessDenial, label: string) => {
     if (denial.principal) request.principal = denial.principal;
     if (failures !== undefined && denial.action === 'auth.failed') {
       settle(done, denial.error, failures.fail(failureInfo(request, String(denial.data.reason), denial.target)));
@@ -166,7 +166,8 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
     if (denials !== undefined && denial.action === 'auth.denied' && denial.principal !== undefined) {
       const route = request.routeOptions.url ?? null;
       const requiredScope = String(denial.data.requiredScope);
-      settle(done, denial.error, denials.deny({ principalId: denial.principal.id, requiredScope, ip: request.ip, requestId: request.id, method: request.method, route }));
+      const info = { principalId: denial.principal.id, requirement: label, requiredScope, ip: request.ip, requestId: request.id, method: request.method, route };
+      settle(done, denial.error, denials.deny(info));
       return;
     }
     deps.audit.record(
@@ -180,6 +181,7 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
     );
   };
   return (requirement: ScopeRequirement) => {
+    const label = requirementLabel(requirement);
     function authGuard(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
       reply.header('x-request-id', request.id);
       // A throttled address is refused before its token is looked at.
@@ -192,7 +194,7 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
       }
       const decide = (decision: AccessDecision): void => {
         if (!decision.ok) {
-          deny(request, done, decision);
+          deny(request, done, decision, label);
           return;
         }
         request.principal = decision.principal;
