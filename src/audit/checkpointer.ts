@@ -29,10 +29,20 @@ export interface WrittenCheckpoint {
   readonly sinks: readonly string[];
 }
 
+/** Thrown by `checkpoint({ minGapMs })` when the head moved but the last line was written too recently. */
+export class CheckpointTooSoon extends Error {
+  constructor(readonly retryAfterMs: number) {
+    super(`a checkpoint was written less than ${retryAfterMs} ms ago`);
+    this.name = 'CheckpointTooSoon';
+  }
+}
+
 export class AuditCheckpointer {
   readonly #deps: CheckpointerDeps;
   #timer: NodeJS.Timeout | undefined;
   #lastSeq = 0;
+  /** When the last line reached a sink (the injected clock), for `minGapMs`. */
+  #lastWrittenAt: number | undefined;
   #running: Promise<unknown> = Promise.resolve();
 
   constructor(deps: CheckpointerDeps) {
@@ -60,19 +70,25 @@ export class AuditCheckpointer {
 
   /**
    * Signs the head and hands it to every sink, unless that seq was already written by this
-   * server (so asking often adds nothing). Runs one at a time.
+   * server (so asking often adds nothing). Runs one at a time. With `minGapMs` (on-demand
+   * checkpoints) a moved head is not written within that long of the previous line: otherwise a
+   * caller alternating any audited call with a checkpoint would add one line per pair.
    */
-  checkpoint(): Promise<WrittenCheckpoint | undefined> {
-    const next = this.#running.then(() => this.#write());
+  checkpoint(options: { readonly minGapMs?: number } = {}): Promise<WrittenCheckpoint | undefined> {
+    const next = this.#running.then(() => this.#write(options.minGapMs ?? 0));
     this.#running = next.catch(() => undefined);
     return next;
   }
 
-  async #write(): Promise<WrittenCheckpoint | undefined> {
-    const checkpoint = await this.#deps.audit.checkpoint(this.#deps.db, new Date(this.#deps.clock.now()).toISOString());
+  async #write(minGapMs: number): Promise<WrittenCheckpoint | undefined> {
+    const now = this.#deps.clock.now();
+    const checkpoint = await this.#deps.audit.checkpoint(this.#deps.db, new Date(now).toISOString());
     if (!checkpoint) return undefined;
     const line = formatCheckpoint(checkpoint);
     if (checkpoint.seq <= this.#lastSeq) return { checkpoint, line, sinks: [] };
+    const since = this.#lastWrittenAt === undefined ? Infinity : now - this.#lastWrittenAt;
+    // A clock stepped back waits one gap, not until it catches up.
+    if (since < minGapMs) throw new CheckpointTooSoon(since < 0 ? minGapMs : minGapMs - since);
     const delivered: string[] = [];
     for (const sink of this.#deps.sinks) {
       try {
@@ -82,7 +98,10 @@ export class AuditCheckpointer {
         this.#deps.onError?.(sink.name, error instanceof Error ? error : new Error(String(error)));
       }
     }
-    if (delivered.length > 0) this.#lastSeq = checkpoint.seq;
+    if (delivered.length > 0) {
+      this.#lastSeq = checkpoint.seq;
+      this.#lastWrittenAt = now;
+    }
     return { checkpoint, line, sinks: delivered };
   }
 }

@@ -21,5 +21,5 @@ export {
 } from './checkpoints.js';
 export { ChangeFeed } from './change-feed.js';
 export { AuditTail, type AuditTailOptions, type CatchUpOptions, type Subscription, type TailEvent, type TailFilter, type TailListener } from './audit-tail.js';
-export { AuditCheckpointer, type CheckpointerDeps, type WrittenCheckpoint } from './checkpointer.js';
+export { AuditCheckpointer, CheckpointTooSoon, type CheckpointerDeps, type WrittenCheckpoint } from './checkpointer.js';
 export { createFileSink, createCommandSink, createUrlSink, type CheckpointSink } from './checkpoint-sinks.js';

@@ -61,10 +61,13 @@ export const CheckpointSchema = Type.Object({
 });
 export type CheckpointWire = Static<typeof CheckpointSchema>;
 
+/** Checkpoints one `POST /v1/audit/verify` body may carry: each is a signature to check. */
+export const MAX_REQUEST_CHECKPOINTS = 1_000;
+
 export const VerifyAuditBody = Type.Object(
   {
     checkpoints: Type.Optional(
-      Type.Array(CheckpointSchema, { maxItems: 100_000, description: "Checkpoints to hold the log to, besides the server's own checkpoints file" }),
+      Type.Array(CheckpointSchema, { maxItems: MAX_REQUEST_CHECKPOINTS, description: "Checkpoints to hold the log to, besides the server's own checkpoints file (at most 1,000)" }),
     ),
   },
   { additionalProperties: false },

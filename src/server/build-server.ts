@@ -48,6 +48,7 @@ import { recordRouteScopes } from './route-scopes.js';
 import { createEventStreams, eventsRoute } from './routes/events/stream.js';
 import { AuditTail } from '../audit/index.js';
 import { AuthFailureTracker, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './plugins/auth-failures.js';
+import { AuthDenialTracker } from './plugins/auth-denials.js';
 import { AppError } from '../shared/errors.js';
 import { timeoutOptions, type ServerTimeouts } from './plugins/timeouts.js';
 import { jsonDeeperThan, MAX_JSON_DEPTH } from '../shared/json-depth.js';
@@ -96,7 +97,9 @@ export interface ServerDeps {
   readonly events?: EventStreamOptions;
   /**
    * Failed authentication: aggregated in the audit log and throttled per address (see
-   * plugins/auth-failures.ts); defaults apply when left out, `false` writes every failure and never throttles.
+   * plugins/auth-failures.ts), and refused scopes aggregated per principal, scope and route in the
+   * same window and bound (plugins/auth-denials.ts; never throttled). Defaults apply when left
+   * out; `false` writes every failure and every denial and never throttles.
    */
   readonly authFailures?: Partial<AuthFailureOptions> | false;
   /** How long a client may take to send a request; see `ServerTimeouts`. */
@@ -128,6 +131,24 @@ function createFailureTracker(deps: ServerDeps, metrics: ServerMetrics, options:
         deps.store.db,
         { actor: 'anonymous', requestId: info.requestId, sourceIp: info.ip },
         { action: 'auth.failed', target: info.target, data: { reason: info.reason, method: info.method, route: info.route, count, ...(window ? { window } : {}) } },
+        new Date(deps.clock.now()).toISOString(),
+      );
+    },
+  });
+}
+
+/** The tracker of refused scopes: same window and bound as failures; every denial counted in the metrics. */
+function createDenialTracker(deps: ServerDeps, metrics: ServerMetrics, options: AuthFailureOptions, log: FastifyBaseLogger): AuthDenialTracker {
+  return new AuthDenialTracker({
+    clock: deps.clock,
+    options: { windowMs: options.windowMs, maxEntries: options.maxAddresses },
+    count: () => metrics.authDenials.inc(),
+    onWriteError: (error, count) => log.error({ err: error, count }, 'could not write an aggregated auth.denied event'),
+    write: async ({ info, count, window }) => {
+      await deps.audit.record(
+        deps.store.db,
+        { actor: info.principalId, requestId: info.requestId, sourceIp: info.ip },
+        { action: 'auth.denied', target: null, data: { requiredScope: info.requiredScope, method: info.method, route: info.route, count, ...(window ? { window } : {}) } },
         new Date(deps.clock.now()).toISOString(),
       );
     },
@@ -202,14 +223,18 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
   const failureOptions = deps.authFailures === false ? undefined : { ...DEFAULT_AUTH_FAILURES, ...deps.authFailures };
   const failures = failureOptions === undefined ? undefined : createFailureTracker(deps, metrics, failureOptions, app.log);
-  if (failures !== undefined && failureOptions !== undefined) {
+  const denials = failureOptions === undefined ? undefined : createDenialTracker(deps, metrics, failureOptions, app.log);
+  if (failures !== undefined && denials !== undefined && failureOptions !== undefined) {
     // Closed windows are written within a few seconds; the clock decides which have closed.
-    const sweep = setInterval(() => failures.sweep(), Math.min(failureOptions.windowMs, 5_000));
+    const sweep = setInterval(() => {
+      failures.sweep();
+      denials.sweep();
+    }, Math.min(failureOptions.windowMs, 5_000));
     sweep.unref();
     // After the server stops listening, before the store closes: no count is lost at stop.
     app.addHook('onClose', async () => {
       clearInterval(sweep);
-      await failures.close();
+      await Promise.all([failures.close(), denials.close()]);
     });
   }
   const routeDeps: RouteDeps = {
@@ -224,7 +249,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     auditCheckpoints: deps.auditCheckpoints ?? {},
     clock: deps.clock,
     metrics,
-    guard: createAuthGuard({ keys: deps.keys, store: deps.store, audit: deps.audit, clock: deps.clock, failures }),
+    guard: createAuthGuard({ keys: deps.keys, store: deps.store, audit: deps.audit, clock: deps.clock, failures, denials }),
     answerVerify: createVerifyAnswerer({ keys: deps.keys, metrics }),
     isReady: deps.isReady ?? (() => true),
     events,

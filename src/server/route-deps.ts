@@ -37,4 +37,9 @@ export interface AuditCheckpointsDeps {
   readonly file?: string | undefined;
   /** Writes on-demand checkpoints to the server's sinks; without it they are only returned. */
   readonly checkpointer?: AuditCheckpointer | undefined;
+  /**
+   * Test seam: awaited by `POST /v1/audit/verify` while it holds the server's one verification
+   * slot, before it walks the chain, so a test can hold a verification open deterministically.
+   */
+  readonly verifyGate?: (() => Promise<void>) | undefined;
 }

@@ -31,7 +31,7 @@ export const ERROR_REGISTRY = {
   ERR_PAYLOAD_TOO_LARGE: { status: 413, category: 'payload_too_large', title: 'The request body is too large' },
   ERR_UNAUTHENTICATED: { status: 401, category: 'unauthenticated', title: 'Authentication is required' },
   ERR_FORBIDDEN: { status: 403, category: 'forbidden', title: 'The token may not do this' },
-  ERR_RATE_LIMITED: { status: 429, category: 'rate_limited', title: 'Too many failed authentications from this address' },
+  ERR_RATE_LIMITED: { status: 429, category: 'rate_limited', title: 'Too many requests; try again after Retry-After' },
   ERR_ROUTE_NOT_FOUND: { status: 404, category: 'not_found', title: 'No such route' },
   ERR_METHOD_NOT_ALLOWED: { status: 405, category: 'invalid_request', title: 'Method not allowed on this route' },
   ERR_KEY_NOT_FOUND: { status: 404, category: 'not_found', title: 'No such key' },

@@ -51,6 +51,8 @@ describeEachDialect('audit checkpoints API', (dialect) => {
   describe('POST /v1/audit/verify against checkpoints', () => {
     it('holds the log to the server’s checkpoints file and to checkpoints sent in the body', async () => {
       await ctx().request({ method: 'POST', url: '/v1/keys', body: { owner: 'after-checkpoint' } });
+      // On-demand lines are at most one a second (test/security/audit-abuse.test.ts).
+      ctx().clock.advance(1_000);
       const signed = await ctx().request({ method: 'POST', url: '/v1/audit/checkpoints' });
       const checkpoint = signed.json().checkpoint as { seq: number; hash: string };
       const ok = await ctx().request({ method: 'POST', url: '/v1/audit/verify', body: { checkpoints: [checkpoint] } });

@@ -2,7 +2,9 @@
  * A flood of bad tokens (issue 9, section 4): 1,000 unauthenticated requests used to write 1,000
  * `auth.failed` rows. Failures are now aggregated per address and reason per window, the counts
  * add up, an address is throttled (429 + Retry-After, before its token is looked at) after the
- * limit, other addresses are not, and /metrics counts every failure.
+ * limit, other addresses are not, and /metrics counts every failure. A token lacking a scope
+ * used to write one `auth.denied` row per call: those are aggregated per (principal, scope,
+ * route) per window too, but still answered 403, never throttled.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { AuditEventWire } from '../../src/contract/index.js';
@@ -19,6 +21,15 @@ function failedFrom(events: readonly AuditEventWire[], ip: string): AuditEventWi
 }
 
 const countOf = (events: readonly AuditEventWire[]) => events.reduce((sum, event) => sum + Number((event.data as { count: number }).count), 0);
+
+function deniedIn(events: readonly AuditEventWire[]): Array<AuditEventWire & { data: { requiredScope: string; route: string; count: number; window?: unknown } }> {
+  return events.filter((event) => event.action === 'auth.denied') as never;
+}
+
+function denialsMetric(text: string): number {
+  const line = text.split('\n').find((l) => l.startsWith('keysmith_auth_denials_total '));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
 
 function metric(text: string, reason: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`keysmith_auth_failures_total{reason="${reason}"}`));
@@ -82,12 +93,49 @@ describeEachDialect('failed authentication is aggregated and throttled', (dialec
     expect(flushed?.data).toMatchObject({ count: 1_000 - LIMIT + 2 - 1, window: { from: expect.any(String), to: expect.any(String) } });
   });
 
-  it('keeps one auth.denied event per call for a token that lacks the scope', async () => {
-    const weak = await ctx().token(['audit:read']);
+  it('aggregates the auth.denied events of a token that lacks the scope, answering 403 every time', async () => {
+    const weak = await ctx().token([]);
     const head = await auditHead(ctx());
-    for (let i = 0; i < 30; i++) expectProblem(await call('198.51.100.7', weak), 403, 'ERR_FORBIDDEN');
-    const events = await auditAfter(ctx(), head);
-    expect(events.filter((event) => event.action === 'auth.denied')).toHaveLength(30);
+    const before = denialsMetric((await ctx().app.inject({ method: 'GET', url: '/metrics' })).body);
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < 1_000; i++) {
+      const res = await call('198.51.100.7', weak);
+      statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+    }
+    // Never throttled: a client missing a scope keeps being told so.
+    expect(Object.fromEntries(statuses)).toEqual({ 403: 1_000 });
+    expectProblem(await call('198.51.100.7', weak), 403, 'ERR_FORBIDDEN');
+    // Another scope and route gets its own event.
+    expectProblem(await call('198.51.100.7', weak, '/v1/audit?limit=1'), 403, 'ERR_FORBIDDEN');
+
+    let events = deniedIn(await auditAfter(ctx(), head));
+    expect(events.map((event) => [event.data.requiredScope, event.data.route, event.data.count])).toEqual([
+      ['keys:read', '/v1/keys', 1],
+      ['audit:read', '/v1/audit', 1],
+    ]);
+    const actor = events[0]!.actor;
+    expect(actor).not.toBe('anonymous');
+    expect(events.every((event) => event.actor === actor && event.sourceIp === '198.51.100.7')).toBe(true);
+
+    // The window closes: the next denial writes the counts held, and every denial is accounted for.
+    ctx().clock.advance(60_000);
+    expectProblem(await call('198.51.100.7', weak), 403, 'ERR_FORBIDDEN');
+    events = deniedIn(await auditAfter(ctx(), head));
+    expect(events.length).toBeLessThanOrEqual(4);
+    expect(countOf(events)).toBe(1_000 + 1 + 1 + 1);
+    expect(events.find((event) => event.data.window !== undefined)?.data).toMatchObject({ count: 1_000, requiredScope: 'keys:read', window: { from: expect.any(String), to: expect.any(String) } });
+
+    // /metrics counts every denial, with no label per scope or principal.
+    const metrics = (await ctx().app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(denialsMetric(metrics) - before).toBe(1_003);
+    expect(metrics).not.toContain('keysmith_auth_denials_total{');
+    // A secret's scope names its path, but a new path is not a new denial: counted by the route's requirement.
+    const reads = await auditHead(ctx());
+    for (let i = 0; i < 50; i++) expectProblem(await call('198.51.100.7', weak, `/v1/secrets/app/s${i}`), 403, 'ERR_FORBIDDEN');
+    const paths = deniedIn(await auditAfter(ctx(), reads));
+    expect(paths.map((event) => [event.data.requiredScope, event.data.count])).toEqual([['secrets:read:app/s0', 1]]);
+
+    // The denials did not throttle the address or the token's other calls.
     expect((await call('198.51.100.7', ctx().rootToken)).statusCode).toBe(200);
   });
 });
@@ -109,5 +157,39 @@ describeEachDialect('failed authentication counts at shutdown', (dialect) => {
     const rows = await ctx.store.db.selectFrom('audit_events').select(['action', 'source_ip', 'data']).where('seq', '>', head).execute();
     const counts = rows.filter((row) => row.action === 'auth.failed').map((row) => (JSON.parse(String(row.data)) as { count: number }).count);
     expect(counts).toEqual([1, 11]);
+  });
+});
+
+describeEachDialect('refused scopes counts at shutdown', (dialect) => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await createTestContext(dialect, { authFailures: {} });
+  });
+  afterAll(async () => {
+    await ctx.close();
+  });
+
+  it('writes the denial counts still held when the server stops', async () => {
+    const weak = await ctx.token(['audit:read']);
+    const head = await auditHead(ctx);
+    for (let i = 0; i < 12; i++) expectProblem(await ctx.request({ method: 'GET', url: '/v1/keys', token: weak }), 403, 'ERR_FORBIDDEN');
+    expect(deniedIn(await auditAfter(ctx, head)).map((event) => event.data.count)).toEqual([1]);
+    await ctx.app.close();
+    const rows = await ctx.store.db.selectFrom('audit_events').select(['action', 'data']).where('seq', '>', head).execute();
+    const counts = rows.filter((row) => row.action === 'auth.denied').map((row) => (JSON.parse(String(row.data)) as { count: number }).count);
+    expect(counts).toEqual([1, 11]);
+  });
+});
+
+describeEachDialect('without aggregation (authFailures: false)', (dialect) => {
+  const ctx = useContext(dialect);
+
+  it('writes one auth.denied event per refused call', async () => {
+    const weak = await ctx().token(['audit:read']);
+    const head = await auditHead(ctx());
+    for (let i = 0; i < 30; i++) expectProblem(await ctx().request({ method: 'GET', url: '/v1/keys', token: weak }), 403, 'ERR_FORBIDDEN');
+    const events = deniedIn(await auditAfter(ctx(), head));
+    expect(events).toHaveLength(30);
+    expect(events.every((event) => event.data.count === undefined)).toBe(true);
   });
 });

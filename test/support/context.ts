@@ -83,6 +83,8 @@ export interface TestContextOptions {
   readonly authFailures?: Partial<AuthFailureOptions>;
   /** A checkpoints file: the app verifies against it and writes on-demand checkpoints to it (none by default). */
   readonly checkpointsFile?: string;
+  /** Awaited by `POST /v1/audit/verify` while it holds the server's verification slot (a test holds it open). */
+  readonly auditVerifyGate?: () => Promise<void>;
   /** Registered programs (the configuration file's `programs`); none by default. */
   readonly programs?: readonly ProgramConfig[];
   /** The egress allowlist (the file's `egress.allow`) and a DNS stand-in; nothing allowed by default. */
@@ -165,7 +167,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
     rotation,
     store: testStore.store,
     audit,
-    auditCheckpoints: { file: options.checkpointsFile, checkpointer },
+    auditCheckpoints: { file: options.checkpointsFile, checkpointer, verifyGate: options.auditVerifyGate },
     clock,
     random: secureRandom,
     metrics: createMetrics({ defaultMetrics: false }),

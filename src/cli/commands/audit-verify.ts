@@ -6,6 +6,7 @@ import { clientFrom } from '../client.js';
 import { progress } from '../progress.js';
 import type { ChainVerificationWire } from '../../contract/index.js';
 import { isOffline, openOfflineAudit } from './audit-offline.js';
+import { verifyInBatches } from './audit-verify-batches.js';
 
 export const auditVerifyCommand: Command = {
   name: 'audit verify',
@@ -44,7 +45,7 @@ export const auditVerifyCommand: Command = {
           problem: { seq: 0, kind: 'bad-checkpoint', message: `checkpoint ${bad.source}:${bad.line} is not a checkpoint line`, checkpoint: { source: bad.source, line: bad.line } },
         };
       } else {
-        result = await client.verifyAudit(given ? { checkpoints: given.map((entry) => entry.checkpoint!) } : {});
+        result = await verifyInBatches((body) => client.verifyAudit(body), given?.map((entry) => entry.checkpoint!));
       }
     }
     const text = result.ok

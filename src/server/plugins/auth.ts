@@ -1,7 +1,8 @@
 /**
  * Management API authentication: `Authorization: Bearer <management token>`. Service keys are
- * refused (they are what `verify` checks, never callers). Every denied call writes an audit event;
- * failed authentication is aggregated and throttled per address (auth-failures.ts); no event
+ * refused (they are what `verify` checks, never callers). Every refused call is audited: failed
+ * authentication aggregated and throttled per address (auth-failures.ts), a missing scope
+ * aggregated per principal, scope and route but always answered 403 (auth-denials.ts); no event
  * carries the presented token.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
@@ -13,6 +14,7 @@ import type { Store } from '../../store/index.js';
 import type { Clock } from '../../shared/clock.js';
 import { AppError } from '../../shared/errors.js';
 import type { AuthFailureTracker, FailureInfo } from './auth-failures.js';
+import type { AuthDenialTracker } from './auth-denials.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -27,6 +29,8 @@ export interface AuthDeps {
   readonly clock: Clock;
   /** Aggregates and throttles failed authentication per address; without it each failure is written. */
   readonly failures?: AuthFailureTracker | undefined;
+  /** Aggregates the audit events of refused scopes (the 403 stays); without it each denial is written. */
+  readonly denials?: AuthDenialTracker | undefined;
 }
 
 /** The token from `Bearer <token>`; the scheme in any case (RFC 9110 §11.1). No regex: this runs on every call. */
@@ -148,14 +152,22 @@ function failureInfo(request: FastifyRequest, reason: string, target: string | n
  */
 export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement) => onRequestHookHandler {
   const failures = deps.failures;
+  const denials = deps.denials;
   const settle = (done: HookHandlerDoneFunction, error: AppError, written: Promise<void> | undefined) => {
     if (written === undefined) done(error);
     else written.then(() => done(error), (auditError: unknown) => done(auditError instanceof Error ? auditError : new Error(String(auditError))));
   };
-  const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, denial: AccessDenial) => {
+  const deny = (request: FastifyRequest, done: HookHandlerDoneFunction, denial: AccessDenial, label: string) => {
     if (denial.principal) request.principal = denial.principal;
     if (failures !== undefined && denial.action === 'auth.failed') {
       settle(done, denial.error, failures.fail(failureInfo(request, String(denial.data.reason), denial.target)));
+      return;
+    }
+    if (denials !== undefined && denial.action === 'auth.denied' && denial.principal !== undefined) {
+      const route = request.routeOptions.url ?? null;
+      const requiredScope = String(denial.data.requiredScope);
+      const info = { principalId: denial.principal.id, requirement: label, requiredScope, ip: request.ip, requestId: request.id, method: request.method, route };
+      settle(done, denial.error, denials.deny(info));
       return;
     }
     deps.audit.record(
@@ -169,6 +181,7 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
     );
   };
   return (requirement: ScopeRequirement) => {
+    const label = requirementLabel(requirement);
     function authGuard(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
       reply.header('x-request-id', request.id);
       // A throttled address is refused before its token is looked at.
@@ -181,7 +194,7 @@ export function createAuthGuard(deps: AuthDeps): (requirement: ScopeRequirement)
       }
       const decide = (decision: AccessDecision): void => {
         if (!decision.ok) {
-          deny(request, done, decision);
+          deny(request, done, decision, label);
           return;
         }
         request.principal = decision.principal;

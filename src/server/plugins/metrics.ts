@@ -40,7 +40,7 @@ export class LabelledCounter {
 
   render(): string {
     const lines = [`# HELP ${this.#name} ${this.#help}`, `# TYPE ${this.#name} counter`];
-    for (const slot of this.#values.values()) lines.push(`${this.#name}{${slot.labels}} ${slot.value}`);
+    for (const slot of this.#values.values()) lines.push(slot.labels === '' ? `${this.#name} ${slot.value}` : `${this.#name}{${slot.labels}} ${slot.value}`);
     return lines.join('\n');
   }
 }
@@ -92,6 +92,8 @@ export interface ServerMetrics {
   readonly httpRequests: LabelledCounter;
   /** Failed authentications by reason, every one (the audit log aggregates them). */
   readonly authFailures: LabelledCounter;
+  /** Calls refused for a missing scope (403), every one (the audit log aggregates them); no labels. */
+  readonly authDenials: { inc(): void };
   /** Adds figures read at scrape time (from the database, say); their text is appended. */
   addCollector(collect: () => Promise<string>): void;
   render(): Promise<string>;
@@ -108,6 +110,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
   );
   const httpRequests = new LabelledCounter('keysmith_http_requests_total', 'HTTP requests by method, route pattern and status');
   const authFailures = new LabelledCounter('keysmith_auth_failures_total', 'Failed authentications by reason (throttled: refused while the address was throttled)');
+  // No scope or principal label: the series stay fixed however many tokens are refused.
+  const authDenialsCounter = new LabelledCounter('keysmith_auth_denials_total', 'Authenticated calls refused for a missing scope (403)');
+  const authDenials = authDenialsCounter.child({});
   const collectors: Array<() => Promise<string>> = [];
   return {
     registry,
@@ -115,6 +120,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
     verifyDuration,
     httpRequests,
     authFailures,
+    authDenials,
     addCollector(collect) {
       collectors.push(collect);
     },
@@ -122,7 +128,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Serve
       const process = await registry.metrics();
       // A collector that fails (the database away) leaves its figures out rather than the whole page.
       const extra = await Promise.all(collectors.map((collect) => collect().catch(() => '')));
-      return `${[verifications.render(), verifyDuration.render(), httpRequests.render(), authFailures.render(), ...extra.filter((text) => text !== '')].join('\n')}\n${process}`;
+      return `${[verifications.render(), verifyDuration.render(), httpRequests.render(), authFailures.render(), authDenialsCounter.render(), ...extra.filter((text) => text !== '')].join('\n')}\n${process}`;
     },
   };
 }
