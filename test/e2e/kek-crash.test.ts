@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, freshDatabase, makeTempDir, removeTempDirs, startServer, stopAll, waitFor, type TestServer } from './support.js';
+import { api, ensureBuilt, freshDatabase, makeTempDir, removeTempDirs, startServer, stopAll, waitFor } from './support.js';
 
 const SECRETS = 20;
 const VERSIONS = 2;
@@ -25,16 +25,6 @@ afterAll(async () => {
   await stopAll();
   removeTempDirs();
 });
-
-async function api<T = any>(server: TestServer, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${server.rootToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await response.text();
-  return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
 
 interface Row {
   secret_id: string;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, freshDatabase, makeTempDir, removeTempDirs, startServer, stopAll, waitFor, ISSUED_KEY_RE, type TestServer } from './support.js';
+import { api, ensureBuilt, freshDatabase, makeTempDir, removeTempDirs, startServer, stopAll, waitFor, ISSUED_KEY_RE } from './support.js';
 import { startFakeVendor, type FakeVendor } from '../support/fake-vendor.js';
 import { startHealthEndpoint, vendorAccepts, vendorSettings, type HealthEndpoint } from '../support/rotation.js';
 
@@ -38,16 +38,6 @@ afterAll(async () => {
   await health.close();
   removeTempDirs();
 });
-
-async function api<T = any>(server: TestServer, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const response = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${server.rootToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await response.text();
-  return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
 
 describe('rotation runs from the CLI', { timeout: 120_000 }, () => {
   it('rotates a key with --wait, shows the run, its figures, and refuses what it must', async () => {
