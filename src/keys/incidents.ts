@@ -17,7 +17,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { type ActorContext, type AuditEventInput } from '../audit/index.js';
 import type { AuditLog } from '../audit/index.js';
-import type { ApiKeysTable, Database, Dialect, IncidentsTable } from '../store/index.js';
+import type { ApiKeysTable, Database, StoreDialect, IncidentsTable } from '../store/index.js';
 import { AppError, isAppError } from '../shared/errors.js';
 import { decodeCursor, encodeCursor } from '../shared/cursor.js';
 import { formatDuration } from '../shared/duration.js';
@@ -40,7 +40,7 @@ export interface IncidentServiceDeps {
   readonly db: Kysely<Database>;
   /** The audit log every change is written to, in the change's transaction. */
   readonly audit: AuditLog;
-  readonly dialect: Dialect;
+  readonly dialect: StoreDialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
   readonly keys: KeyService;
@@ -202,8 +202,7 @@ export class IncidentService {
         const nowIso = iso(now);
         const rotated = await this.#deps.db.transaction().execute(async (trx) => {
           // Re-read under the write lock: a key rotated, revoked or disabled since the plan is skipped.
-          let query = trx.selectFrom('api_keys').selectAll().where('id', 'in', ids).orderBy('created_at').orderBy('id');
-          if (this.#deps.dialect === 'postgres') query = query.forUpdate();
+          const query = this.#deps.dialect.lockForUpdate(trx.selectFrom('api_keys').selectAll().where('id', 'in', ids).orderBy('created_at').orderBy('id'));
           const olds = (await query.execute()).filter((row) => row.kind === 'service' && unrotatableReason(row, nowIso) === null);
           const labels = await readLabels(trx, olds.map((row) => row.id));
           const pairs = olds.map((old) => ({ old, successor: keys.successorOf(old, ctx, now, overlapMs) }));

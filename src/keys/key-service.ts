@@ -7,7 +7,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/index.js';
 import type { AuditLog } from '../audit/index.js';
 import type { KeyHasher } from '../crypto/index.js';
-import type { Database, ApiKeysTable, Dialect } from '../store/index.js';
+import type { Database, ApiKeysTable, StoreDialect } from '../store/index.js';
 import { AppError } from '../shared/errors.js';
 import { decodeCursor, encodeCursor } from '../shared/cursor.js';
 import { parseDuration, formatDuration } from '../shared/duration.js';
@@ -49,7 +49,7 @@ export interface KeyServiceDeps {
   readonly db: Kysely<Database>;
   /** The audit log every change is written to, in the change's transaction. */
   readonly audit: AuditLog;
-  readonly dialect: Dialect;
+  readonly dialect: StoreDialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
   readonly hasher: KeyHasher;
@@ -707,10 +707,8 @@ export class KeyService {
   }
 }
 
-async function lockRow(trx: Transaction<Database>, keyId: string, dialect: Dialect): Promise<ApiKeysTable | undefined> {
-  // `for update` is PostgreSQL's row lock; SQLite's single writer already serialises.
-  const query = trx.selectFrom('api_keys').selectAll().where('id', '=', keyId);
-  return dialect === 'postgres' ? query.forUpdate().executeTakeFirst() : query.executeTakeFirst();
+async function lockRow(trx: Transaction<Database>, keyId: string, dialect: StoreDialect): Promise<ApiKeysTable | undefined> {
+  return dialect.lockForUpdate(trx.selectFrom('api_keys').selectAll().where('id', '=', keyId)).executeTakeFirst();
 }
 
 function assertNotRevoked(row: ApiKeysTable): void {

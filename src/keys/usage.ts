@@ -9,7 +9,7 @@
  * between them; cached verifications never wait for the database.
  */
 import { sql, type Kysely } from 'kysely';
-import type { Database, Dialect } from '../store/index.js';
+import type { Database, StoreDialect } from '../store/index.js';
 import { VERIFY_CODES, type UsageSink, type VerifyCode } from './verifier.js';
 import { repeatEvery } from '../shared/repeat.js';
 
@@ -66,9 +66,9 @@ export class UsageRecorder implements UsageSink {
 
   readonly #oneTransaction: boolean;
 
-  constructor(db: Kysely<Database>, dialect: Dialect) {
+  constructor(db: Kysely<Database>, dialect: StoreDialect) {
     this.#db = db;
-    this.#oneTransaction = dialect === 'sqlite';
+    this.#oneTransaction = dialect.singleWriter;
   }
 
   record(keyId: string, outcome: VerifyCode, at: number, ip: string | undefined, userAgent: string | undefined): void {

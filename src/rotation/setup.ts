@@ -9,7 +9,7 @@ import type { Kysely } from 'kysely';
 import type { KeyService } from '../keys/index.js';
 import { denyAllOutbound, type Outbound } from '../outbound/index.js';
 import type { SecretService } from '../secrets/index.js';
-import type { Database, Dialect } from '../store/index.js';
+import type { Database, StoreDialect } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import type { RandomBytes } from '../shared/ids.js';
 import type { Connector } from './connectors/connector.js';
@@ -22,7 +22,7 @@ export interface RotationModuleDeps {
   readonly db: Kysely<Database>;
   /** The audit log every change is written to, in the change's transaction. */
   readonly audit: AuditLog;
-  readonly dialect: Dialect;
+  readonly dialect: StoreDialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
   readonly keys: KeyService;

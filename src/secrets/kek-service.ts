@@ -10,7 +10,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { type ActorContext } from '../audit/index.js';
 import type { AuditLog } from '../audit/index.js';
 import { rewrapEnvelope, ENVELOPE_ALG, ENVELOPE_FORMAT, type Envelope, type KekProvider } from '../crypto/index.js';
-import type { Database, Dialect, SecretVersionsTable } from '../store/index.js';
+import type { Database, StoreDialect, SecretVersionsTable } from '../store/index.js';
 import type { Clock } from '../shared/clock.js';
 import { AppError, isAppError } from '../shared/errors.js';
 import { valueAad } from './secret-codec.js';
@@ -23,7 +23,7 @@ export interface KekServiceDeps {
   readonly clock: Clock;
   readonly kek: KekProvider;
   /** On PostgreSQL, writers share-lock the KEK version they seal under, so retire cannot miss them. */
-  readonly dialect?: Dialect;
+  readonly dialect: StoreDialect;
   /** Data keys re-wrapped per transaction. */
   readonly rewrapBatch?: number;
   /** How often a server looks for data keys left under an older version (another server rotated). */
@@ -108,20 +108,13 @@ export class KekService {
   }
 
   /**
-   * The version a write inside `trx` seals under. On PostgreSQL the version's row is share-locked
-   * until the write commits, so a concurrent `retire` (which locks the row for update before it
-   * counts data keys) waits for the write and counts it.
+   * The version a write inside `trx` seals under. Where writers run side by side the version's row
+   * is share-locked until the write commits, so a concurrent `retire` (which locks the row for
+   * update before it counts data keys) waits for the write and counts it.
    */
   async versionForWrite(trx: Transaction<Database>): Promise<number> {
-    if (this.#deps.dialect !== 'postgres') return this.currentVersion(trx);
-    const row = await trx
-      .selectFrom('kek_versions')
-      .select('version')
-      .where('provider', '=', this.#deps.kek.id)
-      .orderBy('version', 'desc')
-      .limit(1)
-      .forShare()
-      .executeTakeFirst();
+    const query = trx.selectFrom('kek_versions').select('version').where('provider', '=', this.#deps.kek.id).orderBy('version', 'desc').limit(1);
+    const row = await this.#deps.dialect.lockForShare(query).executeTakeFirst();
     return Number(row?.version ?? 0);
   }
 
@@ -186,7 +179,7 @@ export class KekService {
     if (version > 2_147_483_647) throw new AppError('ERR_KEK_VERSION_NOT_FOUND', `${kek.id} has no key-encryption key version ${version}`);
     await db.transaction().execute(async (trx) => {
       const query = trx.selectFrom('kek_versions').selectAll().where('provider', '=', kek.id).where('version', '=', version);
-      const row = await (this.#deps.dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
+      const row = await this.#deps.dialect.lockForUpdate(query).executeTakeFirst();
       if (row === undefined) throw new AppError('ERR_KEK_VERSION_NOT_FOUND', `${kek.id} has no key-encryption key version ${version}`);
       if (version === (await this.currentVersion(trx))) {
         throw new AppError('ERR_KEK_VERSION_CURRENT', `version ${version} is the current version; rotate first, then retire it once re-wrapping is done`);

@@ -6,7 +6,7 @@
  * one fsync on the main thread, not one per statement.
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Database, Dialect } from '../store/index.js';
+import type { Database, StoreDialect } from '../store/index.js';
 import { repeatEvery } from '../shared/repeat.js';
 
 interface Tally {
@@ -27,9 +27,9 @@ export class ReadTally {
   #stopTimer: (() => void) | undefined;
   #flushing: Promise<void> | undefined;
 
-  constructor(db: Kysely<Database>, dialect: Dialect) {
+  constructor(db: Kysely<Database>, dialect: StoreDialect) {
     this.#db = db;
-    this.#oneTransaction = dialect === 'sqlite';
+    this.#oneTransaction = dialect.singleWriter;
   }
 
   record(secretId: string, version: number, principal: string, at: number): void {

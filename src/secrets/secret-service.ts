@@ -14,7 +14,7 @@ import { ChangeFeed, type ActorContext, type AuditEventInput } from '../audit/in
 import type { AuditLog } from '../audit/index.js';
 import { openEnvelope, sealEnvelope, type Envelope } from '../crypto/index.js';
 import { RESERVED_STAGES } from '../contract/index.js';
-import { isUniqueViolation, type Database, type Dialect, type SecretsTable, type SecretVersionsTable } from '../store/index.js';
+import { isUniqueViolation, type Database, type StoreDialect, type SecretsTable, type SecretVersionsTable } from '../store/index.js';
 import type { PathGrant } from '../policy/index.js';
 import type { Clock } from '../shared/clock.js';
 import { parseDuration } from '../shared/duration.js';
@@ -63,7 +63,7 @@ export interface SecretServiceDeps {
   readonly db: Kysely<Database>;
   /** The audit log every change is written to, in the change's transaction. */
   readonly audit: AuditLog;
-  readonly dialect: Dialect;
+  readonly dialect: StoreDialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
   readonly kek: KekService;
@@ -584,12 +584,10 @@ export class SecretService {
   }
 
   /**
-   * Locks a secret's row by path (PostgreSQL `for update`; SQLite's single writer serialises
-   * anyway). A secret past its recovery window is purged here and reads as absent.
+   * Locks a secret's row by path. A secret past its recovery window is purged here and reads as absent.
    */
   async #lockByPath(trx: Transaction<Database>, path: string, now: string, options: { includeDeleted?: boolean } = {}): Promise<SecretsTable | undefined> {
-    const query = trx.selectFrom('secrets').selectAll().where('path', '=', path);
-    const row = this.#deps.dialect === 'postgres' ? await query.forUpdate().executeTakeFirst() : await query.executeTakeFirst();
+    const row = await this.#deps.dialect.lockForUpdate(trx.selectFrom('secrets').selectAll().where('path', '=', path)).executeTakeFirst();
     if (row === undefined) return undefined;
     if (row.deletion_date !== null && row.deletion_date <= now) {
       await trx.deleteFrom('secret_reads').where('secret_id', '=', row.id).execute();

@@ -7,10 +7,10 @@ import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import { dialectNamed, type StoreDialect } from './dialect.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
-export type Dialect = 'sqlite' | 'postgres';
 
 export type StoreOptions =
   | { readonly dialect: 'sqlite'; readonly file: string }
@@ -18,7 +18,8 @@ export type StoreOptions =
 
 export interface Store {
   readonly db: Kysely<Database>;
-  readonly dialect: Dialect;
+  /** What differs between the databases: ask it, never branch on the name. */
+  readonly dialect: StoreDialect;
   /** A short, password-free description for logs. */
   readonly description: string;
   migrate(): Promise<string[]>;
@@ -34,7 +35,7 @@ export function createStore(options: StoreOptions): Store {
   const { db, description } = options.dialect === 'sqlite' ? openSqlite(options.file) : openPostgres(options);
   return {
     db,
-    dialect: options.dialect,
+    dialect: dialectNamed(options.dialect),
     description,
     migrate: () => migrateToLatest(db, options.dialect === 'postgres' ? options.schema : undefined),
     async ping() {

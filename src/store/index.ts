@@ -1,4 +1,5 @@
-export { createStore, isPostgresUrl, type Store, type StoreOptions, type Dialect } from './create-db.js';
+export { createStore, isPostgresUrl, type Store, type StoreOptions } from './create-db.js';
+export { sqliteDialect, postgresDialect, dialectNamed, type StoreDialect, type DialectName } from './dialect.js';
 export type {
   Database,
   ApiKeysTable,

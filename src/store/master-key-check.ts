@@ -4,7 +4,8 @@
  * one place that differs between SQLite and PostgreSQL.
  */
 import { sql, type Kysely } from 'kysely';
-import type { Dialect, Store } from './create-db.js';
+import type { Store } from './create-db.js';
+import type { StoreDialect } from './dialect.js';
 import type { Database, MasterKeyCheckTable } from './schema.js';
 
 export type RecordedKeyCheck = Pick<MasterKeyCheckTable, 'scheme' | 'check_value' | 'origin' | 'created_at'>;
@@ -22,8 +23,8 @@ export interface KeyCheckState {
  */
 const DATA_TABLES = ['api_keys', 'secret_versions', 'audit_events'] as const;
 
-export async function tableExists(db: Kysely<Database>, dialect: Dialect, name: string): Promise<boolean> {
-  if (dialect === 'sqlite') {
+export async function tableExists(db: Kysely<Database>, dialect: StoreDialect, name: string): Promise<boolean> {
+  if (dialect.name === 'sqlite') {
     const { rows } = await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = ${name}`.execute(db);
     return Number(rows[0]?.n ?? 0) > 0;
   }

@@ -8,7 +8,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import type { AuditEventWire, IssuedKeyWire, KeyRecordWire, VerifyResultWire } from '../../src/contract/index.js';
 import { formatKey, parseKey } from '../../src/keys/index.js';
 import { newKeyIdBody } from '../../src/shared/ids.js';
-import type { Dialect } from '../../src/store/index.js';
+import type { DialectName as Dialect } from '../../src/store/index.js';
 import { createTestContext, type TestContext, type TestContextOptions } from '../support/context.js';
 
 export const MINUTE = 60_000;

@@ -19,7 +19,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
 
   beforeAll(async () => {
     ctx = await createTestContext(dialect);
-    incidents = new IncidentService({ db: ctx.store.db, audit: ctx.audit, dialect, clock: ctx.clock, random: secureRandom, keys: ctx.keys, batch: { revoke: 3, rotate: 2 } });
+    incidents = new IncidentService({ db: ctx.store.db, audit: ctx.audit, dialect: ctx.store.dialect, clock: ctx.clock, random: secureRandom, keys: ctx.keys, batch: { revoke: 3, rotate: 2 } });
   });
   afterAll(async () => {
     await ctx.close();
@@ -164,7 +164,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
   });
 
   it('reaches another server through the change feed: revoked and rotated keys are seen there', async () => {
-    const other = new KeyService({ db: ctx.store.db, audit: ctx.audit, dialect, clock: ctx.clock, random: secureRandom, hasher: createKeyHasher(TEST_MASTER_KEY), config: ctx.keys.config });
+    const other = new KeyService({ db: ctx.store.db, audit: ctx.audit, dialect: ctx.store.dialect, clock: ctx.clock, random: secureRandom, hasher: createKeyHasher(TEST_MASTER_KEY), config: ctx.keys.config });
     await other.changes.poll();
     const revokeMe = await Promise.all(Array.from({ length: 4 }, () => issue('feed-revoke')));
     const rotateMe = await issue('feed-rotate');
@@ -194,7 +194,7 @@ describeEachDialect('incidents on a real database', (dialect) => {
         },
       } as unknown as KeyService;
     };
-    const serviceWith = (keys: KeyService) => new IncidentService({ db: ctx.store.db, audit: ctx.audit, dialect, clock: ctx.clock, random: secureRandom, keys, batch: { revoke: 3, rotate: 2 } });
+    const serviceWith = (keys: KeyService) => new IncidentService({ db: ctx.store.db, audit: ctx.audit, dialect: ctx.store.dialect, clock: ctx.clock, random: secureRandom, keys, batch: { revoke: 3, rotate: 2 } });
 
     it('marks a revoke failed, keeps what committed, and says nothing of internals', async () => {
       const chosen = await Promise.all(Array.from({ length: 7 }, () => issue('fail-revoke')));

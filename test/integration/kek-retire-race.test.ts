@@ -24,7 +24,7 @@ describeEachDialect('KEK retire and a racing write', (dialect) => {
 
   beforeAll(async () => {
     testStore = await createTestStore(dialect);
-    kek = new KekService({ db: testStore.store.db, audit: testAuditLog(), dialect, clock: new ManualClock(NOW), kek: createLocalKekProvider(randomBytes(32), secureRandom) });
+    kek = new KekService({ db: testStore.store.db, audit: testAuditLog(), dialect: testStore.store.dialect, clock: new ManualClock(NOW), kek: createLocalKekProvider(randomBytes(32), secureRandom) });
     await kek.initialise();
   });
   afterAll(async () => {

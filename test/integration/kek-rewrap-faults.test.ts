@@ -34,9 +34,9 @@ describeEachDialect('re-wrap when the Nth data key fails', (dialect) => {
   beforeEach(async () => {
     testStore = await createTestStore(dialect);
     provider = faultyKekProvider(createLocalKekProvider(masterKey, secureRandom));
-    kek = new KekService({ db: testStore.store.db, audit, dialect, clock, kek: provider, rewrapBatch: BATCH, rewrapCheckMs: 3_600_000 });
+    kek = new KekService({ db: testStore.store.db, audit, dialect: testStore.store.dialect, clock, kek: provider, rewrapBatch: BATCH, rewrapCheckMs: 3_600_000 });
     await kek.initialise();
-    vault = new SecretService({ db: testStore.store.db, audit, dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
+    vault = new SecretService({ db: testStore.store.db, audit, dialect: testStore.store.dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
     for (let s = 0; s < SECRETS; s++) {
       for (let v = 1; v <= VERSIONS; v++) await vault.put(ctx, `faults/s-${s}`, { value: `value-${s}-${v}` });
     }

@@ -22,7 +22,7 @@ describeEachDialect('key service on a real database', (dialect) => {
     keys = new KeyService({
       db: testStore.store.db,
       audit: testAuditLog(masterKey),
-      dialect,
+      dialect: testStore.store.dialect,
       clock,
       random: secureRandom,
       hasher: createKeyHasher(masterKey),
@@ -52,7 +52,7 @@ describeEachDialect('key service on a real database', (dialect) => {
     const stranger = new KeyService({
       db: testStore.store.db,
       audit: testAuditLog(masterKey),
-      dialect,
+      dialect: testStore.store.dialect,
       clock,
       random: secureRandom,
       hasher: createKeyHasher(randomBytes(32)),
@@ -153,7 +153,7 @@ describeEachDialect('key service on a real database', (dialect) => {
     const other = new KeyService({
       db: testStore.store.db,
       audit: testAuditLog(masterKey),
-      dialect,
+      dialect: testStore.store.dialect,
       clock,
       random: secureRandom,
       hasher: createKeyHasher(masterKey),

@@ -22,9 +22,9 @@ describeEachDialect('re-wrap resumes after a stop', (dialect) => {
   const clock = new ManualClock('2026-11-01T00:00:00.000Z');
   const BATCH = 50;
   const provider = faultyKekProvider(createLocalKekProvider(masterKey, secureRandom));
-  const kekOn = () => new KekService({ db: testStore.store.db, audit: testAuditLog(masterKey), clock, kek: provider, rewrapBatch: BATCH });
+  const kekOn = () => new KekService({ db: testStore.store.db, audit: testAuditLog(masterKey), dialect: testStore.store.dialect, clock, kek: provider, rewrapBatch: BATCH });
   const secretsOn = (kek: KekService) =>
-    new SecretService({ db: testStore.store.db, audit: testAuditLog(masterKey), dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
+    new SecretService({ db: testStore.store.db, audit: testAuditLog(masterKey), dialect: testStore.store.dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1') });
 
   beforeAll(async () => {
     testStore = await createTestStore(dialect);

@@ -22,9 +22,9 @@ for (const cacheOpenedValues of [false, true]) {
     const clock = new ManualClock('2026-11-01T00:00:00.000Z');
 
     const server = async () => {
-      const kek = new KekService({ db: testStore.store.db, audit: testAuditLog(masterKey), clock, kek: createLocalKekProvider(masterKey, secureRandom) });
+      const kek = new KekService({ db: testStore.store.db, audit: testAuditLog(masterKey), dialect: testStore.store.dialect, clock, kek: createLocalKekProvider(masterKey, secureRandom) });
       await kek.initialise();
-      const vault = new SecretService({ db: testStore.store.db, audit: testAuditLog(masterKey), dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1'), config: { cacheOpenedValues } });
+      const vault = new SecretService({ db: testStore.store.db, audit: testAuditLog(masterKey), dialect: testStore.store.dialect, clock, random: secureRandom, kek, digestKey: deriveSecret(masterKey, 'secret-digest:v1'), config: { cacheOpenedValues } });
       await vault.changes.poll();
       return vault;
     };

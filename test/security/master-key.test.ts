@@ -17,7 +17,7 @@ import { openServices, openStore } from '../../src/app/services.js';
 import { createLocalKekProvider, deriveSecret, keyCheckFingerprint, masterKeyCheck, secureRandom } from '../../src/crypto/index.js';
 import { probeVault } from '../../src/secrets/index.js';
 import { systemClock } from '../../src/shared/clock.js';
-import type { Dialect } from '../../src/store/index.js';
+import type { DialectName as Dialect } from '../../src/store/index.js';
 import { describeEachDialect, postgresUrl } from '../support/databases.js';
 
 const cleanups: Array<() => Promise<void>> = [];

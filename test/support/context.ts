@@ -10,7 +10,7 @@ import { KekService, SecretService, type SecretPolicyConfig } from '../../src/se
 import { createRotationModule, type RotationEngine, type RotationEngineConfig, type RotationPolicyService, type Connector } from '../../src/rotation/index.js';
 import { buildServer, createMetrics, type AuthFailureOptions, type EventStreamOptions, type ServerDeps } from '../../src/server/index.js';
 import { ManualClock } from '../../src/shared/clock.js';
-import type { Dialect, Store } from '../../src/store/index.js';
+import type { DialectName as Dialect, Store } from '../../src/store/index.js';
 import { createTestStore } from './databases.js';
 import { AuditCheckpointer, createAuditLog, createFileSink, deriveAuditKeys, type AuditLog } from '../../src/audit/index.js';
 import { createEgress, createProgramRegistry, type Outbound, type ProgramConfig, type Resolver } from '../../src/outbound/index.js';
@@ -119,20 +119,20 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   const keys = new KeyService({
     db: testStore.store.db,
     audit,
-    dialect,
+    dialect: testStore.store.dialect,
     clock,
     random: secureRandom,
     hasher: createKeyHasher(TEST_MASTER_KEY),
     config: { ...DEFAULT_KEY_POLICY, ...options.policy },
   });
-  const incidents = new IncidentService({ db: testStore.store.db, audit, dialect, clock, random: secureRandom, keys });
-  const kek = new KekService({ db: testStore.store.db, audit, dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
+  const incidents = new IncidentService({ db: testStore.store.db, audit, dialect: testStore.store.dialect, clock, random: secureRandom, keys });
+  const kek = new KekService({ db: testStore.store.db, audit, dialect: testStore.store.dialect, clock, kek: options.kekProvider ?? createLocalKekProvider(TEST_MASTER_KEY, secureRandom) });
   await kek.initialise();
   await audit.keyChain(testStore.store.db, new Date(clock.now()).toISOString());
   const secrets = new SecretService({
     db: testStore.store.db,
     audit,
-    dialect,
+    dialect: testStore.store.dialect,
     clock,
     random: secureRandom,
     kek,
@@ -143,7 +143,7 @@ export async function createTestContext(dialect: Dialect, options: TestContextOp
   const rotationModule = createRotationModule({
     db: testStore.store.db,
     audit,
-    dialect,
+    dialect: testStore.store.dialect,
     clock,
     random: secureRandom,
     keys,

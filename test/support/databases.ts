@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { describe, inject } from 'vitest';
-import { createStore, type Dialect, type Store } from '../../src/store/index.js';
+import { createStore, type DialectName as Dialect, type Store } from '../../src/store/index.js';
 
 export const DIALECTS: readonly Dialect[] = ['sqlite', 'postgres'];
 

@@ -5,7 +5,7 @@
  * so what rolls back is decided by the database, not by a mock.
  */
 import { sql, type Kysely } from 'kysely';
-import type { Database, Dialect } from '../../src/store/index.js';
+import type { Database, DialectName as Dialect } from '../../src/store/index.js';
 
 /** The message the injected failure carries, so a test can tell it from any other error. */
 export const INJECTED_FAULT = 'injected fault';

@@ -155,7 +155,7 @@ export function secondEngine(ctx: TestContext): RotationEngine {
   return createRotationModule({
     db: ctx.store.db,
     audit: ctx.audit,
-    dialect: ctx.dialect,
+    dialect: ctx.store.dialect,
     clock: ctx.clock,
     random: secureRandom,
     keys: ctx.keys,

@@ -18,7 +18,7 @@ import { type ActorContext, type AuditEventInput } from '../../audit/index.js';
 import type { AuditLog } from '../../audit/index.js';
 import type { KeyRecord, KeyService } from '../../keys/index.js';
 import type { SecretService } from '../../secrets/index.js';
-import { isUniqueViolation, type Database, type Dialect, type RotationRunsTable } from '../../store/index.js';
+import { isUniqueViolation, type Database, type StoreDialect, type RotationRunsTable } from '../../store/index.js';
 import type { Clock } from '../../shared/clock.js';
 import { AppError, isAppError } from '../../shared/errors.js';
 import { newKeyIdBody, type RandomBytes } from '../../shared/ids.js';
@@ -93,7 +93,7 @@ export interface RotationEngineDeps {
   readonly db: Kysely<Database>;
   /** The audit log every change is written to, in the change's transaction. */
   readonly audit: AuditLog;
-  readonly dialect: Dialect;
+  readonly dialect: StoreDialect;
   readonly clock: Clock;
   readonly random: RandomBytes;
   readonly keys: KeyService;
